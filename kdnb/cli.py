@@ -1,0 +1,169 @@
+"""The ``kdnb`` command: train one run, run a study grid, build the book, benchmark the loop.
+
+Bad input exits with status 2 and one line naming the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdnb.config import ConfigError, RunConfig
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        print(f"kdnb: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kdnb", description="Knowledge Distillation Beyond Model Compression, re-run.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one run (and its teacher when missing)")
+    t.add_argument("config", nargs="?", help="YAML file with RunConfig fields (flags override it)")
+    t.add_argument("--method")
+    t.add_argument("--student")
+    t.add_argument("--teacher")
+    t.add_argument("--teacher-run", help="run id of the teacher (default: found or trained in the store)")
+    t.add_argument("--teacher-epochs", type=int, help="epochs of the teacher if it must be trained")
+    t.add_argument("--teacher-seeds", type=int, nargs="+", default=[0])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--dataset")
+    t.add_argument("--noise", type=float)
+    t.add_argument("--imbalance", type=float)
+    t.add_argument("--train-per-class", type=int)
+    t.add_argument("--test-per-class", type=int)
+    t.add_argument("--precision")
+    t.add_argument("--store", default="store")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--data-root")
+    t.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("study", help="train what a params file's grid lacks in the store")
+    s.add_argument("params", help="params/<profile>/<section>.yaml")
+    s.add_argument("--store", help="store directory (overrides the params file)")
+    s.add_argument("--device", help="device (overrides the params file)")
+    s.add_argument("--status", action="store_true", help="show what is done, running, failed and missing")
+    s.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
+    s.add_argument("--no-progress", action="store_true")
+
+    b = sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book")
+    b.add_argument("--profile", default="mini")
+    b.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
+    b.add_argument("--only", nargs="+", help="execute only these sections")
+    b.add_argument("--skip-build", action="store_true", help="execute notebooks only")
+
+    bench = sub.add_parser("bench", help="the kdnb loop against a conventional loop, side by side")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--steps", type=int)
+    bench.add_argument("--pairs", nargs="+")
+    return p
+
+
+def _train(a: argparse.Namespace) -> int:
+    from kdnb.store import Store
+    from kdnb.study import Params, Study
+    from kdnb.train import train_run
+
+    d: dict[str, Any] = {}
+    if a.config:
+        path = Path(a.config)
+        if not path.is_file():
+            raise ConfigError(f"config file {a.config!r} not found")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"malformed YAML in {a.config}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {a.config} must hold a YAML mapping")
+    flags = {"method": a.method, "student": a.student, "teacher": a.teacher, "teacher_run": a.teacher_run,
+             "seed": a.seed, "epochs": a.epochs, "batch_size": a.batch_size, "dataset": a.dataset,
+             "noise": a.noise, "imbalance": a.imbalance, "train_per_class": a.train_per_class,
+             "test_per_class": a.test_per_class, "precision": a.precision}
+    d.update({k: v for k, v in flags.items() if v is not None})
+    cfg = RunConfig.from_dict(d)
+    store = Store(a.store)
+    if cfg.teacher is not None and cfg.teacher_run is None:
+        dd = cfg.data
+        params = Params(store=a.store, dataset=dd.dataset, train_per_class=dd.train_per_class,
+                        test_per_class=dd.test_per_class, students=[cfg.student], teachers={cfg.student: cfg.teacher},
+                        methods=[cfg.method], seeds=[cfg.seed], teacher_seeds=a.teacher_seeds, epochs=cfg.epochs,
+                        teacher_epochs=a.teacher_epochs, noise=[dd.noise], imbalance=[dd.imbalance],
+                        imbalance_n_max=dd.imbalance_n_max, imbalance_n_min=dd.imbalance_n_min,
+                        batch_size=cfg.batch_size, precision=cfg.precision, device=a.device, data_root=a.data_root)
+        study = Study(params)
+        cond = study.conditions[0]
+        for c in cond.teachers[cfg.teacher]:
+            train_run(c, store, a.device, not a.no_progress, a.data_root)
+        cfg = cfg.replace(teacher_run=study.best_teacher(cond, cfg.teacher))
+    rec = train_run(cfg, store, a.device, not a.no_progress, a.data_root)
+    if rec["status"] != "done":
+        print(f"kdnb: run {rec['run_id']} failed: {rec.get('error')}", file=sys.stderr)
+        return 1
+    print(f"{rec['run_id']}  {cfg.method} {cfg.student} seed {cfg.seed}: final {rec['final_acc']:.2f}%  "
+          f"best {rec['best_acc']:.2f}%  ({rec['wall_s']:.0f} s)")
+    return 0
+
+
+def _study(a: argparse.Namespace) -> int:
+    from kdnb.study import Study, load_params
+
+    params = load_params(a.params, store=a.store, device=a.device)
+    study = Study(params)
+    if a.status:
+        st = study.status()
+        counts = st.groupby("state").size().to_dict()
+        print(st.drop(columns=["run_id"]).to_string(index=False))
+        print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        return 0
+    df = study.run(train=not a.no_train, progress=not a.no_progress)
+    cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]
+    print(df[[c for c in cols if c in df]].to_string(index=False))
+    return 0
+
+
+def _book(a: argparse.Namespace) -> int:
+    from kdnb.book import build_book
+
+    return build_book(a.profile, train=not a.no_train, only=a.only, build=not a.skip_build)
+
+
+def _bench(a: argparse.Namespace) -> int:
+    from kdnb.bench import main as bench_main
+
+    return bench_main(json_out=a.json, device=a.device, steps=a.steps, pairs=a.pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from kdnb.data import DataNotFound
+    from kdnb.study import MissingRuns
+
+    handlers = {"train": _train, "study": _study, "book": _book, "bench": _bench}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, DataNotFound, MissingRuns) as err:
+        print(f"kdnb: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("kdnb: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

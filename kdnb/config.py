@@ -1,0 +1,158 @@
+"""Run configuration: one flat record of everything that decides a run's result, validated up front.
+
+The run id is a hash of the fields that change the result (`RunConfig.identity`); device, compile
+and layout switches are recorded but not hashed, so a run is found again wherever it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdnb.data import DATASETS, NUM_CLASSES, DataSpec
+from kdnb.store import config_hash
+
+PRECISIONS = ("fp32", "bf16")
+SHORTCUTS = ("A", "B")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the value and the valid choices."""
+
+
+@dataclass
+class RunConfig:
+    """One training run. Schedules are the paper's standard scheme (DECISIONS.md, "Training").
+
+    ``epochs`` is the standard scheme's length (200 in the paper). Every other recipe (BSS, ONE,
+    FitNet/FSP stage 1) is scaled by ``epochs / 200`` so that a shortened profile shortens all of
+    them in proportion. Milestones are fractions of a stage's epochs.
+    """
+
+    method: str = "baseline"
+    student: str = "resnet8"
+    teacher: str | None = None
+    teacher_run: str | None = None  # run id of the teacher's baseline run
+    seed: int = 0
+    data: DataSpec = field(default_factory=DataSpec)
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.75)  # epochs 60, 120, 150 of 200 (paper §III)
+    lr_decay: float = 0.2
+    shortcut: str = "B"
+    method_args: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    # Not part of the identity: how, not what, is computed.
+    channels_last: bool = False
+    compile: bool = False
+    eval_batch_size: int = 1000
+
+    HASHED = ("method", "student", "teacher", "teacher_run", "seed", "data", "epochs", "batch_size", "lr",
+              "momentum", "weight_decay", "milestones", "lr_decay", "shortcut", "method_args", "precision")
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.data.dataset]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    def identity(self) -> dict[str, Any]:
+        d = self.to_dict()
+        return {k: d[k] for k in self.HASHED}
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self.identity())
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Build and validate a config from plain data (YAML, JSON, a record's ``config``)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a run config must be a mapping, got {type(d).__name__}")
+        d = dict(d)
+        data_fields = {f.name for f in dataclasses.fields(DataSpec)}
+        data = dict(d.pop("data", None) or {})
+        for k in list(d):
+            if k in data_fields:
+                data[k] = d.pop(k)
+        bad = sorted(set(data) - data_fields)
+        if bad:
+            raise ConfigError(f"unknown data field {bad[0]!r}; valid: {', '.join(sorted(data_fields))}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ConfigError(f"unknown config field {bad[0]!r}; valid: {', '.join(sorted(names | data_fields))}")
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        try:
+            cfg = cls(data=DataSpec(**data), **d)
+        except TypeError as err:
+            raise ConfigError(str(err)) from None
+        return validate(cfg)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every field; fill the method's default arguments. Returns the completed config."""
+    from kdnb.methods import METHODS
+    from kdnb.models import canonical_name, names
+
+    _check(cfg.method in METHODS, f"unknown method {cfg.method!r}; valid: {', '.join(METHODS)}")
+    for role in ("student", "teacher"):
+        name = getattr(cfg, role)
+        if name is None and role == "teacher":
+            continue
+        try:
+            setattr(cfg, role, canonical_name(str(name)))
+        except ValueError:
+            raise ConfigError(f"unknown {role} model {name!r}; valid: {', '.join(names())}") from None
+    d = cfg.data
+    _check(d.dataset in DATASETS, f"unknown dataset {d.dataset!r}; valid: {', '.join(DATASETS)}")
+    _check(_number(d.noise) and 0.0 <= d.noise <= 1.0, f"noise {d.noise!r} outside [0, 1]")
+    _check(d.imbalance is None or (_number(d.imbalance) and d.imbalance > 0),
+           f"imbalance ratio {d.imbalance!r} must be > 0 (or null for balanced data)")
+    for k in ("train_per_class", "test_per_class"):
+        v = getattr(d, k)
+        _check(v is None or (isinstance(v, int) and v >= 1), f"{k} {v!r} must be a positive integer or null")
+    _check(isinstance(cfg.epochs, int) and not isinstance(cfg.epochs, bool) and cfg.epochs >= 1,
+           f"epochs {cfg.epochs!r} must be an integer >= 1")
+    _check(isinstance(cfg.batch_size, int) and 1 <= cfg.batch_size <= 65536,
+           f"batch_size {cfg.batch_size!r} must be an integer in [1, 65536]")
+    _check(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**31, f"seed {cfg.seed!r} must be an integer in [0, 2^31)")
+    _check(_number(cfg.lr) and cfg.lr > 0, f"lr {cfg.lr!r} must be > 0")
+    _check(_number(cfg.weight_decay) and cfg.weight_decay >= 0, f"weight_decay {cfg.weight_decay!r} must be >= 0")
+    _check(all(_number(m) and 0 < m < 1 for m in cfg.milestones),
+           f"milestones {list(cfg.milestones)!r} must be fractions of the epochs in (0, 1)")
+    _check(cfg.shortcut in SHORTCUTS, f"unknown shortcut {cfg.shortcut!r}; valid: {', '.join(SHORTCUTS)}")
+    _check(cfg.precision in PRECISIONS, f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}")
+    method = METHODS[cfg.method]
+    if method.uses_teacher:
+        _check(cfg.teacher is not None, f"method {cfg.method!r} needs a teacher model (set teacher)")
+    else:
+        cfg.teacher, cfg.teacher_run = None, None
+    _check(isinstance(cfg.method_args, dict), f"method_args {cfg.method_args!r} must be a mapping")
+    bad = sorted(set(cfg.method_args) - set(method.defaults))
+    if bad:
+        valid = ", ".join(method.defaults) or "(none)"
+        raise ConfigError(f"unknown argument {bad[0]!r} for method {cfg.method!r}; valid: {valid}")
+    cfg.method_args = {**method.defaults, **cfg.method_args}
+    method.check(cfg)
+    return cfg

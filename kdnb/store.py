@@ -1,0 +1,206 @@
+"""The run store: one JSON record per run, keyed by a hash of its configuration.
+
+Layout under a store directory::
+
+    runs/<run_id>/record.json     config, history, accuracies, code version, environment (in git)
+    runs/<run_id>/checkpoint.pt   the last epoch's training state, for resume (never in git)
+    runs/<run_id>/model.pt        the deployed student's weights (never in git)
+
+Every write goes to a temporary file in the same folder and is moved into place with
+``os.replace``, so an interrupted write leaves the old file or none, never half a file. Records
+carry a checksum of their content; a record that fails it is reported and treated as missing.
+Weights are read with ``torch.load(weights_only=True)``: a store received from someone else cannot
+run code on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+COLUMNS = ["run_id", "dataset", "student", "teacher", "method", "seed", "noise", "imbalance", "epochs",
+           "final_acc", "best_acc", "wall_s", "device", "code_version"]
+
+
+class CorruptRecord(RuntimeError):
+    """A record or checkpoint whose checksum or structure is wrong."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, stable id for a configuration (sorted-key JSON, sha256)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_torch_load(path: Path, map_location: Any = "cpu") -> Any:
+    """Load tensors and plain containers only; anything else is refused."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CorruptRecord(f"{path}: unreadable or not a weights-only file ({type(err).__name__})") from None
+
+
+def _checksum(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_version() -> str:
+    """The package version plus the git commit (and '+dirty') when run from a checkout."""
+    from kdnb import __version__
+
+    top = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(top), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no", "kdnb"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    return f"{__version__}+{sha}{'.dirty' if dirty else ''}" if sha else __version__
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    import numpy
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "platform": platform.platform(), "processor": platform.machine(),
+           "threads": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = str(torch.version.cuda)
+    return env
+
+
+class Store:
+    """A folder of run records."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def run_dir(self, run_id: str) -> Path:
+        if not run_id or any(c not in "0123456789abcdef" for c in run_id):
+            raise ValueError(f"bad run id {run_id!r}")  # ids are hex: they cannot escape the store
+        return self.root / "runs" / run_id
+
+    def record_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "record.json"
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "checkpoint.pt"
+
+    def model_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "model.pt"
+
+    def stage_path(self, key: str) -> Path:
+        return self.root / "stages" / f"{key}.pt"
+
+    def write(self, record: dict[str, Any]) -> None:
+        record = dict(record)
+        record["checksum"] = _checksum(record)
+        data = json.dumps(record, indent=1, sort_keys=True, default=str).encode()
+        atomic_write_bytes(self.record_path(record["run_id"]), data)
+
+    def read(self, run_id: str) -> dict[str, Any] | None:
+        """The record, or None if absent. A corrupt record raises CorruptRecord."""
+        path = self.record_path(run_id)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CorruptRecord(f"{path}: not valid JSON") from None
+        if not isinstance(record, dict) or record.get("checksum") != _checksum(record):
+            raise CorruptRecord(f"{path}: checksum mismatch")
+        return record
+
+    def done(self, run_id: str) -> dict[str, Any] | None:
+        """The record if the run finished (status 'done'), else None; corrupt counts as missing."""
+        try:
+            rec = self.read(run_id)
+        except CorruptRecord:
+            return None
+        return rec if rec and rec.get("status") == "done" else None
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for path in sorted((self.root / "runs").glob("*/record.json")):
+            try:
+                rec = self.read(path.parent.name)
+            except CorruptRecord:
+                continue
+            if rec is not None:
+                yield rec
+
+
+def _row(rec: dict[str, Any]) -> dict[str, Any]:
+    cfg = rec.get("config", {})
+    data = cfg.get("data", {})
+    row = {
+        "run_id": rec["run_id"], "dataset": data.get("dataset"), "student": cfg.get("student"),
+        "teacher": cfg.get("teacher"), "method": cfg.get("method"), "seed": cfg.get("seed"),
+        "noise": data.get("noise", 0.0), "imbalance": data.get("imbalance"), "epochs": cfg.get("epochs"),
+        "final_acc": rec.get("final_acc"), "best_acc": rec.get("best_acc"), "wall_s": rec.get("wall_s"),
+        "device": rec.get("device"), "code_version": rec.get("code_version"),
+        "status": rec.get("status"), "kind": rec.get("kind", "run"), "teacher_run": cfg.get("teacher_run"),
+        "train_per_class": data.get("train_per_class"), "test_per_class": data.get("test_per_class"),
+        "error": rec.get("error"),
+    }
+    return row
+
+
+def load(path: str | os.PathLike) -> pd.DataFrame:
+    """One row per run record in the store at ``path`` (columns: COLUMNS and a few more)."""
+    rows = [_row(r) for r in Store(path).records() if r.get("kind", "run") == "run"]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=[*COLUMNS, "status", "kind"])
+    return df
+
+
+def history(path: str | os.PathLike) -> pd.DataFrame:
+    """Per-epoch history of every run (long format: run_id, method, seed, epoch, metric columns)."""
+    rows = []
+    for rec in Store(path).records():
+        cfg = rec.get("config", {})
+        for h in rec.get("history", []):
+            rows.append({"run_id": rec["run_id"], "method": cfg.get("method"), "student": cfg.get("student"),
+                         "seed": cfg.get("seed"), "noise": cfg.get("data", {}).get("noise", 0.0),
+                         "imbalance": cfg.get("data", {}).get("imbalance"), **h})
+    return pd.DataFrame(rows)

@@ -1,0 +1,243 @@
+"""The training loop: stages, SGD schedules, evaluation, checkpoints and resume, run records.
+
+The loop is method-agnostic: a method (``kdnb.methods``) supplies its models, stages, parameter
+groups and per-batch loss. Metrics stay on the device during an epoch and are read once at its
+end; the training state is checkpointed atomically after every epoch and a run resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdnb.config import RunConfig
+from kdnb.data import DeviceData, make_splits
+from kdnb.methods import METHODS, Stage
+from kdnb.models import build
+from kdnb.store import CorruptRecord, Store, atomic_torch_save, code_version, environment, safe_torch_load
+
+log = logging.getLogger("kdnb")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """Independent 63-bit seeds per purpose (init, data, method) from one run seed."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1
+
+
+def load_model(store: Store, run_id: str, device: torch.device) -> nn.Module:
+    """The deployed network of a finished run, in eval mode with frozen parameters."""
+    rec = store.done(run_id)
+    if rec is None:
+        raise FileNotFoundError(f"run {run_id} is not finished in store {store.root}")
+    cfg = RunConfig.from_dict(rec["config"])
+    model = build(cfg.student, cfg.num_classes, shortcut=cfg.shortcut)
+    model.load_state_dict(safe_torch_load(store.model_path(run_id)))
+    model.to(device).eval().requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def evaluate(models: dict[str, nn.Module], data: DeviceData, batch_size: int = 1000,
+             autocast: Any = contextlib.nullcontext) -> dict[str, float]:
+    """Test accuracy (%) of each model; one host synchronisation at the end."""
+    modes = {k: m.training for k, m in models.items()}
+    for m in models.values():
+        m.eval()
+    correct = {k: torch.zeros((), dtype=torch.long, device=data.device) for k in models}
+    for x, y in data.batches(batch_size, shuffle=False):
+        with autocast():
+            for k, m in models.items():
+                correct[k] += (m(x).argmax(1) == y).sum()
+    for k, m in models.items():
+        m.train(modes[k])
+    counts = torch.stack(list(correct.values())).tolist()
+    return {k: 100.0 * c / len(data) for k, c in zip(models, counts, strict=True)}
+
+
+def _stage_key(cfg: RunConfig, index: int, stage: Stage) -> str:
+    """Identity of a reusable stage: the run's identity without what only later stages read."""
+    from kdnb.store import config_hash
+
+    ident = cfg.identity()
+    ident.update(stage=index, stage_name=stage.name, stage_spec=[stage.epochs, stage.lr, list(stage.milestones),
+                                                                 stage.gamma, stage.weight_decay, stage.batch_size])
+    for later in ("epochs", "lr", "milestones", "lr_decay", "method"):
+        ident.pop(later)
+    return config_hash(ident)
+
+
+def train_run(cfg: RunConfig, store: Store, device: str | torch.device = "auto", progress: bool = True,
+              data_root: str | None = None, max_epochs: int | None = None) -> dict[str, Any]:
+    """Train one run (or resume it) and write its record. Returns the record.
+
+    ``max_epochs`` stops after that many epochs in this call (for tests of resume); the
+    checkpoint stays and the next call goes on from it.
+    """
+    device = resolve_device(device)
+    run_id = cfg.run_id
+    done = store.done(run_id)
+    if done is not None:
+        return done
+    t_start = time.perf_counter()
+    train_split, test_split = make_splits(cfg.data, data_root)
+    train_data, test_data = DeviceData(train_split, device), DeviceData(test_split, device, augment=False)
+    teacher = load_model(store, cfg.teacher_run, device) if cfg.teacher_run else None
+    if METHODS[cfg.method].uses_teacher and teacher is None:
+        raise ValueError(f"method {cfg.method!r} needs teacher_run (a finished baseline run of {cfg.teacher})")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        method = METHODS[cfg.method](cfg, teacher).to(device)
+    if cfg.channels_last:
+        method.models.to(memory_format=torch.channels_last)
+    data_gen = torch.Generator(device).manual_seed(derive_seed(cfg.seed, "data"))
+    method.generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, "method"))
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
+        else contextlib.nullcontext
+
+    stages = method.stages()
+    history: list[dict[str, Any]] = []
+    start_stage, start_epoch, elapsed = 0, 0, 0.0
+    opt_states = None
+    ckpt_path = store.checkpoint_path(run_id)
+    if ckpt_path.exists():
+        try:
+            ck = safe_torch_load(ckpt_path, map_location=device)
+            method.models.load_state_dict(ck["models"])
+            data_gen.set_state(ck["data_gen"])
+            method.generator.set_state(ck["method_gen"])
+            start_stage, start_epoch, elapsed = ck["stage"], ck["epoch"], ck["wall_s"]
+            history, opt_states = ck["history"], ck["optimizers"]
+            log.info("run %s: resuming at stage %d epoch %d", run_id, start_stage, start_epoch)
+        except (CorruptRecord, KeyError, RuntimeError) as err:
+            log.warning("run %s: checkpoint unusable (%s); starting over", run_id, err)
+            start_stage, start_epoch, elapsed, history, opt_states = 0, 0, 0.0, [], None
+
+    epochs_this_call = 0
+    accs: dict[str, float] = {}
+    for si in range(start_stage, len(stages)):
+        stage = stages[si]
+        key = _stage_key(cfg, si, stage) if stage.reusable else None
+        if key and si < len(stages) - 1 and start_epoch == 0 and store.stage_path(key).exists():
+            try:
+                method.models.load_state_dict(safe_torch_load(store.stage_path(key), map_location=device))
+                log.info("run %s: stage %r reused from %s", run_id, stage.name, key)
+                history.append({"stage": stage.name, "reused": key})
+                continue
+            except (CorruptRecord, RuntimeError) as err:
+                log.warning("stored stage %s unusable (%s); training it", key, err)
+        groups = method.param_groups(stage)
+        opts = [torch.optim.SGD(g, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+                for g in groups]
+        if opt_states is not None:
+            for opt, st in zip(opts, opt_states, strict=True):
+                opt.load_state_dict(st)
+            opt_states = None
+        bar = _progress(progress, stage, start_epoch, run_id, cfg)
+        for epoch in range(start_epoch, stage.epochs):
+            if max_epochs is not None and epochs_this_call >= max_epochs:
+                return {"run_id": run_id, "status": "partial"}
+            t0 = time.perf_counter()
+            for opt in opts:
+                for pg in opt.param_groups:
+                    pg["lr"] = stage.lr_at(epoch)
+            method.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            for x, y in train_data.batches(stage.batch_size, data_gen):
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                for gi, opt in enumerate(opts):
+                    with autocast():
+                        loss, logits = method.loss(x, y, stage, epoch, gi)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if gi == 0:
+                        loss_sum += loss.detach().float() * len(y)
+                        correct += (logits.detach().argmax(1) == y).sum()
+            accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast)
+            train_loss, train_correct = (loss_sum.item(), correct.item())  # the epoch's one sync
+            elapsed += time.perf_counter() - t0
+            entry = {"stage": stage.name, "epoch": epoch + 1, "lr": stage.lr_at(epoch),
+                     "train_loss": train_loss / len(train_data), "train_acc": 100.0 * train_correct / len(train_data),
+                     "test_acc": method.report(accs), **{f"acc_{k}": v for k, v in accs.items()},
+                     "epoch_s": time.perf_counter() - t0}
+            history.append(entry)
+            if not math.isfinite(train_loss):
+                return _fail(store, cfg, device, history, elapsed,
+                             f"loss became {train_loss} in stage {stage.name!r} epoch {epoch + 1}")
+            atomic_torch_save({"models": method.models.state_dict(), "optimizers": [o.state_dict() for o in opts],
+                               "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
+                               "stage": si, "epoch": epoch + 1, "wall_s": elapsed, "history": history}, ckpt_path)
+            epochs_this_call += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=f"{entry['test_acc']:.2f}")
+        if bar is not None:
+            bar.close()
+        start_epoch = 0
+        if key and si < len(stages) - 1:
+            atomic_torch_save(method.models.state_dict(), store.stage_path(key))
+        # the stage is complete: the checkpoint must now point at the next stage's start
+        atomic_torch_save({"models": method.models.state_dict(), "optimizers": None,
+                           "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
+                           "stage": si + 1, "epoch": 0, "wall_s": elapsed, "history": history}, ckpt_path)
+
+    if not accs:  # resumed after the last epoch had been checkpointed
+        accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast)
+    final_stage = stages[-1].name
+    curve = [h["test_acc"] for h in history if h.get("stage") == final_stage and "test_acc" in h]
+    deployed = method.deployed(accs)
+    atomic_torch_save({k: v.detach().cpu() for k, v in deployed.state_dict().items()}, store.model_path(run_id))
+    record = _record(cfg, device, history, elapsed, status="done")
+    record.update(final_acc=method.report(accs), best_acc=max(curve), best_epoch=1 + curve.index(max(curve)),
+                  final_accs=accs, total_s=time.perf_counter() - t_start)
+    store.write(record)
+    ckpt_path.unlink(missing_ok=True)
+    log.info("run %s (%s %s seed %d): final %.2f%%, best %.2f%%, %.0f s", run_id, cfg.method, cfg.student,
+             cfg.seed, record["final_acc"], record["best_acc"], elapsed)
+    return record
+
+
+def _record(cfg: RunConfig, device: torch.device, history: list, elapsed: float, status: str) -> dict[str, Any]:
+    return {"run_id": cfg.run_id, "kind": "run", "status": status, "config": cfg.to_dict(),
+            "history": history, "wall_s": elapsed, "device": str(device) if device.type != "cuda"
+            else torch.cuda.get_device_name(device), "code_version": code_version(),
+            "environment": environment(device), "finished": datetime.now(timezone.utc).isoformat()}
+
+
+def _fail(store: Store, cfg: RunConfig, device: torch.device, history: list, elapsed: float,
+          reason: str) -> dict[str, Any]:
+    record = _record(cfg, device, history, elapsed, status="failed")
+    record.update(error=reason, final_acc=None, best_acc=None)
+    store.write(record)
+    store.checkpoint_path(cfg.run_id).unlink(missing_ok=True)
+    log.error("run %s failed: %s", cfg.run_id, reason)
+    return record
+
+
+def _progress(enabled: bool, stage: Stage, start: int, run_id: str, cfg: RunConfig):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=stage.epochs, initial=start, unit="ep", leave=False,
+                desc=f"{cfg.method}/{cfg.student} s{cfg.seed} {stage.name} [{run_id[:8]}]")
