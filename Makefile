@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,dev,slurm]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="device (overrides the params file)")
     s.add_argument("--status", action="store_true", help="show what is done, running, failed and missing")
     s.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
+    s.add_argument("--executor", choices=["local", "slurm"], help="where the runs execute (default: params file)")
+    s.add_argument("--workers", type=int, help="processes or Slurm array tasks working on the grid together")
+    s.add_argument("--retry-failed", action="store_true", help="train failed runs again")
     s.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book")
@@ -119,9 +122,9 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _study(a: argparse.Namespace) -> int:
-    from kdnb.study import Study, load_params
+    from kdnb.study import Study, dispatch, load_params
 
-    params = load_params(a.params, store=a.store, device=a.device)
+    params = load_params(a.params, store=a.store, device=a.device, executor=a.executor, workers=a.workers)
     study = Study(params)
     if a.status:
         st = study.status()
@@ -129,7 +132,9 @@ def _study(a: argparse.Namespace) -> int:
         print(st.drop(columns=["run_id"]).to_string(index=False))
         print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
         return 0
-    df = study.run(train=not a.no_train, progress=not a.no_progress)
+    if not a.no_train and (params.executor != "local" or params.workers > 1):
+        return dispatch(params, a.params)
+    df = study.run(train=not a.no_train, progress=not a.no_progress, retry_failed=a.retry_failed)
     cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]
     print(df[[c for c in cols if c in df]].to_string(index=False))
     return 0
@@ -148,11 +153,14 @@ def _bench(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2, already printed in one line)
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     from kdnb.data import DataNotFound
-    from kdnb.study import MissingRuns
+    from kdnb.study import MissingRuns, TeacherFailed
 
     handlers = {"train": _train, "study": _study, "book": _book, "bench": _bench}
     try:
@@ -160,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataNotFound, MissingRuns) as err:
         print(f"kdnb: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except TeacherFailed as err:
+        print(f"kdnb: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # disk full, unwritable store: one line, never a traceback
+        where = f": {err.filename}" if err.filename else ""
+        print(f"kdnb: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kdnb: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -15,8 +15,11 @@ run code on load.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -27,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 import torch
+
+log = logging.getLogger("kdnb")
 
 COLUMNS = ["run_id", "dataset", "student", "teacher", "method", "seed", "noise", "imbalance", "epochs",
            "final_acc", "best_acc", "wall_s", "device", "code_version"]
@@ -153,18 +158,57 @@ class Store:
 
     def done(self, run_id: str) -> dict[str, Any] | None:
         """The record if the run finished (status 'done'), else None; corrupt counts as missing."""
-        try:
-            rec = self.read(run_id)
-        except CorruptRecord:
-            return None
+        rec = self.read_or_none(run_id)
         return rec if rec and rec.get("status") == "done" else None
+
+    def read_or_none(self, run_id: str) -> dict[str, Any] | None:
+        """The record; a corrupt one is reported and counts as absent (the run is redone)."""
+        try:
+            return self.read(run_id)
+        except CorruptRecord as err:
+            log.warning("%s; the run will be redone", err)
+            return None
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str) -> Iterator[bool]:
+        """Hold the run's lock if no other process holds it; yields whether it was acquired.
+
+        An flock is released by the kernel when its process dies, even by SIGKILL, so a crashed
+        worker never leaves a stale lock behind.
+        """
+        path = self.run_dir(run_id) / "lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {platform.node()}\n".encode())
+            yield True
+        finally:
+            os.close(fd)
+
+    def locked(self, run_id: str) -> bool:
+        """Whether a live process holds the run's lock."""
+        path = self.run_dir(run_id) / "lock"
+        if not path.exists():
+            return False
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def records(self) -> Iterator[dict[str, Any]]:
         for path in sorted((self.root / "runs").glob("*/record.json")):
-            try:
-                rec = self.read(path.parent.name)
-            except CorruptRecord:
-                continue
+            rec = self.read_or_none(path.parent.name)
             if rec is not None:
                 yield rec
 

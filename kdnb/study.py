@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,15 @@ log = logging.getLogger("kdnb")
 
 # Teacher of each student family (paper §III): ResNet-26 for ResNets, WRN-40-2 for WRNs.
 DEFAULT_TEACHERS = {"resnet": "resnet26", "wrn": "wrn40_2"}
+EXECUTORS = ("local", "slurm")
 
 
 class MissingRuns(RuntimeError):
     """Runs the grid needs that the store lacks, when training is not allowed."""
+
+
+class TeacherFailed(RuntimeError):
+    """Every seed of a teacher failed, so its students cannot run."""
 
 
 @dataclass
@@ -60,6 +66,9 @@ class Params:
     device: str = "auto"
     data_root: str | None = None
     transfer: dict[str, Any] = field(default_factory=dict)  # transferability settings (section 04)
+    executor: str = "local"  # local: processes on this machine; slurm: a job array through submitit
+    workers: int = 1  # processes (local: spread over the visible GPUs) or array tasks (slurm)
+    slurm: dict[str, Any] = field(default_factory=dict)  # submitit parameters, e.g. slurm_partition, timeout_min
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Params:
@@ -80,6 +89,10 @@ class Params:
         for m in p.methods:
             if m not in METHODS:
                 raise ConfigError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+        if p.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {p.executor!r}; valid: {', '.join(EXECUTORS)}")
+        if not isinstance(p.workers, int) or isinstance(p.workers, bool) or not 1 <= p.workers <= 10000:
+            raise ConfigError(f"workers {p.workers!r} must be an integer in [1, 10000]")
         return p
 
     def teacher_of(self, student: str) -> str:
@@ -153,40 +166,58 @@ class Study:
 
     # --- state ------------------------------------------------------------------------------
     def best_teacher(self, cond: Condition, teacher: str) -> str | None:
-        """Run id of the finished teacher seed with the highest final accuracy, or None."""
-        recs = [self.store.done(c.run_id) for c in cond.teachers[teacher]]
-        if not all(recs):
+        """Run id of the finished teacher seed with the highest final accuracy.
+
+        None while any teacher seed is unfinished; raises TeacherFailed when every seed failed.
+        """
+        recs = [self.store.read_or_none(c.run_id) for c in cond.teachers[teacher]]
+        if not all(r and r.get("status") in ("done", "failed") for r in recs):
             return None
-        return max(recs, key=lambda r: r["final_acc"])["run_id"]
+        done = [r for r in recs if r["status"] == "done"]
+        if not done:
+            raise TeacherFailed(f"every seed of teacher {teacher} failed ({recs[0].get('error')})")
+        return max(done, key=lambda r: r["final_acc"])["run_id"]
 
     def resolved(self, cond: Condition, cfg: RunConfig) -> RunConfig | None:
-        """The student config with its teacher run filled in (None while the teacher is missing)."""
+        """The student config with its teacher run filled in (None while the teacher is unfinished)."""
         if cfg.teacher is None:
             return cfg
         tid = self.best_teacher(cond, cfg.teacher)
         return cfg.replace(teacher_run=tid) if tid else None
 
     def status(self) -> pd.DataFrame:
-        """One row per run of the grid: role, method, student, seed, noise, imbalance, state."""
+        """One row per run of the grid: role, method, student, seed, noise, imbalance, state.
+
+        States: done, failed, running (a live process holds its lock), interrupted (a checkpoint
+        and no lock: re-run to resume), missing, corrupt, waiting for teacher, teacher failed.
+        """
         rows = []
         for cond in self.conditions:
             for cfgs in cond.teachers.values():
                 for c in cfgs:
                     rows.append(self._status_row("teacher", c, c))
             for c in cond.students:
-                rows.append(self._status_row("student", c, self.resolved(cond, c)))
+                try:
+                    rows.append(self._status_row("student", c, self.resolved(cond, c)))
+                except TeacherFailed:
+                    rows.append(self._status_row("student", c, None, "teacher failed"))
         return pd.DataFrame(rows)
 
-    def _status_row(self, role: str, cfg: RunConfig, resolved: RunConfig | None) -> dict[str, Any]:
-        state, run_id = "waiting for teacher", None
+    def _status_row(self, role: str, cfg: RunConfig, resolved: RunConfig | None,
+                    state: str = "waiting for teacher") -> dict[str, Any]:
+        run_id = None
         if resolved is not None:
             run_id = resolved.run_id
             try:
                 rec = self.store.read(run_id)
-                state = rec["status"] if rec else ("running" if self.store.checkpoint_path(run_id).exists()
-                                                   else "missing")
+                state = rec["status"] if rec else "missing"
             except store_mod.CorruptRecord:
                 state = "corrupt"
+            if state not in ("done", "failed"):
+                if self.store.locked(run_id):
+                    state = "running"
+                elif self.store.checkpoint_path(run_id).exists():
+                    state = "interrupted"
         return {"role": role, "method": cfg.method, "student": cfg.student, "teacher": cfg.teacher,
                 "seed": cfg.seed, "noise": cfg.data.noise, "imbalance": cfg.data.imbalance, "state": state,
                 "run_id": run_id}
@@ -196,8 +227,14 @@ class Study:
         return st[st.state != "done"]
 
     # --- work -------------------------------------------------------------------------------
-    def run(self, train: bool = True, progress: bool = True) -> pd.DataFrame:
-        """Train every missing run (teachers first), then return the grid's results."""
+    def run(self, train: bool = True, progress: bool = True, retry_failed: bool = False,
+            poll_s: float = 5.0) -> pd.DataFrame:
+        """Train every missing run (teachers first), then return the grid's results.
+
+        Several processes may run the same study on one store (workers on a node, a Slurm array):
+        each run is trained by whichever process takes its lock first; the others go on with other
+        runs and wait only for runs that are still being trained elsewhere.
+        """
         if not train:
             missing = self.missing()
             if len(missing):
@@ -207,16 +244,30 @@ class Study:
             return self.results()
         from kdnb.train import train_run
 
-        todo = self.missing()
-        log.info("study %s/%s: %d of %d runs to train", self.params.profile, self.params.section, len(todo),
-                 len(self.status()))
-        for cond in self.conditions:
-            for cfgs in cond.teachers.values():
-                for c in cfgs:
-                    train_run(c, self.store, self.params.device, progress, self.params.data_root)
-            for c in cond.students:
-                train_run(self.resolved(cond, c), self.store, self.params.device, progress, self.params.data_root)
-        return self.results()
+        p = self.params
+        log.info("study %s/%s: %d of %d runs to train", p.profile, p.section, len(self.missing()), len(self.status()))
+        while True:
+            busy = 0  # runs that another process is training, or that wait for its teacher
+            for cond in self.conditions:
+                for cfgs in cond.teachers.values():
+                    for c in cfgs:
+                        busy += train_run(c, self.store, p.device, progress, p.data_root,
+                                          retry_failed=retry_failed)["status"] == "locked"
+                for c in cond.students:
+                    try:
+                        r = self.resolved(cond, c)
+                    except TeacherFailed as err:
+                        log.error("skipping %s %s seed %d: %s", c.method, c.student, c.seed, err)
+                        continue
+                    if r is None:
+                        busy += 1
+                        continue
+                    busy += train_run(r, self.store, p.device, progress, p.data_root,
+                                      retry_failed=retry_failed)["status"] == "locked"
+            if not busy:
+                return self.results()
+            log.info("%d runs are being trained by other processes; waiting", busy)
+            time.sleep(poll_s)
 
     def results(self) -> pd.DataFrame:
         """Store rows of the grid's runs, with a ``role`` column (teacher or student)."""
@@ -232,3 +283,77 @@ def run_params(params: dict[str, Any] | Params, train: bool = True, progress: bo
     """Run (or read) the grid of a params mapping; what notebooks call."""
     p = params if isinstance(params, Params) else Params.from_dict(params)
     return Study(p).run(train=train, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch: several processes, or a Slurm job array, all working on one store through run locks.
+
+
+class _Worker:
+    """One array task: runs the study until nothing is left; requeued as is on preemption."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def __call__(self, index: int) -> int:
+        Study(Params.from_dict(self.params)).run(progress=False)
+        return index
+
+    def checkpoint(self, *args: Any) -> Any:  # submitit calls this on preemption or timeout
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args)
+
+
+def dispatch(params: Params, params_path: str | None = None, cluster: str | None = None) -> int:
+    """Run a study with ``params.executor`` and ``params.workers``; returns an exit status.
+
+    ``local`` starts ``workers`` processes of ``kdnb study`` (each on its own GPU when several are
+    visible); ``slurm`` submits a job array of ``workers`` tasks with ``params.slurm`` resources.
+    Each run is trained once, whichever process locks it first; a killed or requeued worker's runs
+    resume from their last checkpoint.
+    """
+    Study(params)  # validate the whole grid before anything starts
+    if params.executor == "slurm" or cluster:
+        return _submit(params, cluster)
+    if params.workers == 1:
+        Study(params).run()
+        return 0
+    import subprocess
+    import sys
+
+    import torch
+
+    gpus = torch.cuda.device_count()
+    path = params_path or _write_params(params)
+    procs = []
+    for i in range(params.workers):
+        env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus > 1 else {}))
+        procs.append(subprocess.Popen([sys.executable, "-m", "kdnb.cli", "study", path, "--store", params.store,
+                                       "--workers", "1", "--no-progress"] +
+                                      (["--device", params.device] if params.device else []), env=env))
+    return max(p.wait() for p in procs)
+
+
+def _write_params(params: Params) -> str:
+    folder = Path(params.store) / "dispatch"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{params.profile}-{params.section}.yaml"
+    store_mod.atomic_write_bytes(path, yaml.safe_dump(dataclasses.asdict(params)).encode())
+    return str(path)
+
+
+def _submit(params: Params, cluster: str | None) -> int:
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("executor 'slurm' needs submitit: pip install 'kdnb[slurm]'") from None
+    executor = submitit.AutoExecutor(folder=str(Path(params.store) / "slurm" / "%j"), cluster=cluster)
+    executor.update_parameters(**{"timeout_min": 24 * 60, "slurm_array_parallelism": params.workers,
+                                  **params.slurm})
+    as_dict = {**dataclasses.asdict(params), "executor": "local", "workers": 1}
+    jobs = executor.map_array(_Worker(as_dict), list(range(params.workers)))
+    log.info("submitted %d tasks: %s", len(jobs), ", ".join(j.job_id for j in jobs))
+    for job in jobs:
+        job.result()  # waits; raises if a task failed
+    return 0

@@ -85,17 +85,34 @@ def _stage_key(cfg: RunConfig, index: int, stage: Stage) -> str:
 
 
 def train_run(cfg: RunConfig, store: Store, device: str | torch.device = "auto", progress: bool = True,
-              data_root: str | None = None, max_epochs: int | None = None) -> dict[str, Any]:
+              data_root: str | None = None, max_epochs: int | None = None,
+              retry_failed: bool = False) -> dict[str, Any]:
     """Train one run (or resume it) and write its record. Returns the record.
 
-    ``max_epochs`` stops after that many epochs in this call (for tests of resume); the
-    checkpoint stays and the next call goes on from it.
+    A finished run is returned as stored; a failed one too unless ``retry_failed``. A run whose
+    lock another process holds is left to it (status 'locked'). ``max_epochs`` stops after that
+    many epochs in this call (status 'partial'); the checkpoint stays and the next call resumes.
     """
-    device = resolve_device(device)
+    def finished() -> dict[str, Any] | None:
+        rec = store.read_or_none(cfg.run_id)
+        if rec and (rec["status"] == "done" or (rec["status"] == "failed" and not retry_failed)):
+            return rec
+        return None
+
+    if (rec := finished()) is not None:
+        return rec
+    with store.lock(cfg.run_id) as held:
+        if not held:
+            return {"run_id": cfg.run_id, "status": "locked"}
+        if (rec := finished()) is not None:  # finished by another process meanwhile
+            return rec
+        log.info("training run %s: %s %s seed %d", cfg.run_id, cfg.method, cfg.student, cfg.seed)
+        return _train(cfg, store, resolve_device(device), progress, data_root, max_epochs)
+
+
+def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, data_root: str | None,
+           max_epochs: int | None) -> dict[str, Any]:
     run_id = cfg.run_id
-    done = store.done(run_id)
-    if done is not None:
-        return done
     t_start = time.perf_counter()
     train_split, test_split = make_splits(cfg.data, data_root)
     train_data, test_data = DeviceData(train_split, device), DeviceData(test_split, device, augment=False)
