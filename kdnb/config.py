@@ -132,6 +132,14 @@ def validate(cfg: RunConfig) -> RunConfig:
     for k in ("train_per_class", "test_per_class"):
         v = getattr(d, k)
         _check(v is None or (isinstance(v, int) and v >= 1), f"{k} {v!r} must be a positive integer or null")
+    # Fields that cannot matter are reset, so equal runs get equal ids whatever a params file says.
+    if d.imbalance is None:
+        d = dataclasses.replace(d, imbalance_n_max=DataSpec.imbalance_n_max, imbalance_n_min=DataSpec.imbalance_n_min)
+    if d.noise == 0:
+        d = dataclasses.replace(d, noise_seed=DataSpec.noise_seed)
+    if d.dataset != "synthetic":
+        d = dataclasses.replace(d, synthetic_train=DataSpec.synthetic_train, synthetic_test=DataSpec.synthetic_test)
+    cfg.data = d
     _check(isinstance(cfg.epochs, int) and not isinstance(cfg.epochs, bool) and cfg.epochs >= 1,
            f"epochs {cfg.epochs!r} must be an integer >= 1")
     _check(isinstance(cfg.batch_size, int) and 1 <= cfg.batch_size <= 65536,

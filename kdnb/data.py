@@ -191,8 +191,8 @@ def make_splits(spec: DataSpec, root: str | os.PathLike | None = None, download:
     else:
         small_ok = (spec.train_per_class or 10**9) <= 1000 and (spec.test_per_class or 10**9) <= 200
         arr = load_arrays(spec.dataset, root, download, small_ok=small_ok)
-    x_tr, y_tr = np.asarray(arr["x_train"]), np.asarray(arr["y_train"], dtype=np.int64)
-    x_te, y_te = np.asarray(arr["x_test"]), np.asarray(arr["y_test"], dtype=np.int64)
+    x_tr, y_tr = np.array(arr["x_train"]), np.asarray(arr["y_train"], dtype=np.int64)
+    x_te, y_te = np.array(arr["x_test"]), np.asarray(arr["y_test"], dtype=np.int64)
     if spec.train_per_class:
         idx = first_per_class(y_tr, spec.train_per_class)
         x_tr, y_tr = x_tr[idx], y_tr[idx]

@@ -124,6 +124,9 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
         method = METHODS[cfg.method](cfg, teacher).to(device)
     if cfg.channels_last:
         method.models.to(memory_format=torch.channels_last)
+    if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
+        for m in [*method.models.values(), *([teacher] if teacher is not None else [])]:
+            m.compile()
     data_gen = torch.Generator(device).manual_seed(derive_seed(cfg.seed, "data"))
     method.generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, "method"))
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
@@ -154,11 +157,14 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
         key = _stage_key(cfg, si, stage) if stage.reusable else None
         if key and si < len(stages) - 1 and start_epoch == 0 and store.stage_path(key).exists():
             try:
-                method.models.load_state_dict(safe_torch_load(store.stage_path(key), map_location=device))
+                saved = safe_torch_load(store.stage_path(key), map_location=device)
+                method.models.load_state_dict(saved["models"])
+                data_gen.set_state(saved["data_gen"])  # continue as the run that trained it: bit-identical
+                method.generator.set_state(saved["method_gen"])
                 log.info("run %s: stage %r reused from %s", run_id, stage.name, key)
                 history.append({"stage": stage.name, "reused": key})
                 continue
-            except (CorruptRecord, RuntimeError) as err:
+            except (CorruptRecord, RuntimeError, KeyError, TypeError) as err:
                 log.warning("stored stage %s unusable (%s); training it", key, err)
         groups = method.param_groups(stage)
         opts = [torch.optim.SGD(g, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
@@ -189,15 +195,21 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
                     opt.step()
                     if gi == 0:
                         loss_sum += loss.detach().float() * len(y)
-                        correct += (logits.detach().argmax(1) == y).sum()
-            accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast)
+                        if logits is not None:  # stages without a classifier output (stage 1) give None
+                            correct += (logits.detach().argmax(1) == y).sum()
+            final = si == len(stages) - 1  # earlier stages train no classifier: nothing to evaluate
+            accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast) if final else {}
             train_loss, train_correct = (loss_sum.item(), correct.item())  # the epoch's one sync
             elapsed += time.perf_counter() - t0
             entry = {"stage": stage.name, "epoch": epoch + 1, "lr": stage.lr_at(epoch),
-                     "train_loss": train_loss / len(train_data), "train_acc": 100.0 * train_correct / len(train_data),
-                     "test_acc": method.report(accs), **{f"acc_{k}": v for k, v in accs.items()},
+                     "train_loss": train_loss / len(train_data),
+                     "train_acc": 100.0 * train_correct / len(train_data) if final else None,
+                     "test_acc": method.report(accs) if final else None, **{f"acc_{k}": v for k, v in accs.items()},
                      "epoch_s": time.perf_counter() - t0}
             history.append(entry)
+            log.log(logging.DEBUG if bar is not None else logging.INFO,
+                    "run %s %s epoch %d/%d: loss %.4f, test %s (%.1f s)", run_id, stage.name, epoch + 1,
+                    stage.epochs, entry["train_loss"], f"{entry['test_acc']:.2f}%" if final else "-", entry["epoch_s"])
             if not math.isfinite(train_loss):
                 return _fail(store, cfg, device, history, elapsed,
                              f"loss became {train_loss} in stage {stage.name!r} epoch {epoch + 1}")
@@ -207,12 +219,13 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
             epochs_this_call += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=f"{entry['test_acc']:.2f}")
+                bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=entry["test_acc"])
         if bar is not None:
             bar.close()
         start_epoch = 0
         if key and si < len(stages) - 1:
-            atomic_torch_save(method.models.state_dict(), store.stage_path(key))
+            atomic_torch_save({"models": method.models.state_dict(), "data_gen": data_gen.get_state(),
+                               "method_gen": method.generator.get_state()}, store.stage_path(key))
         # the stage is complete: the checkpoint must now point at the next stage's start
         atomic_torch_save({"models": method.models.state_dict(), "optimizers": None,
                            "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
@@ -221,7 +234,7 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
     if not accs:  # resumed after the last epoch had been checkpointed
         accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast)
     final_stage = stages[-1].name
-    curve = [h["test_acc"] for h in history if h.get("stage") == final_stage and "test_acc" in h]
+    curve = [h["test_acc"] for h in history if h.get("stage") == final_stage and h.get("test_acc") is not None]
     deployed = method.deployed(accs)
     atomic_torch_save({k: v.detach().cpu() for k, v in deployed.state_dict().items()}, store.model_path(run_id))
     record = _record(cfg, device, history, elapsed, status="done")
