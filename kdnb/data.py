@@ -247,7 +247,7 @@ class DeviceData:
         x = torch.from_numpy(np.ascontiguousarray(split.x)).permute(0, 3, 1, 2).contiguous()
         self.x = x.to(self.device)
         self.padded = reflect_pad(self.x) if augment else None
-        self.y = torch.from_numpy(np.asarray(split.y, dtype=np.int64)).to(self.device)
+        self.y = torch.from_numpy(np.array(split.y, dtype=np.int64)).to(self.device)
         self.augment = augment
 
     def __len__(self) -> int:

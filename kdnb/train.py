@@ -124,6 +124,10 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
         method = METHODS[cfg.method](cfg, teacher).to(device)
     if cfg.channels_last:
         method.models.to(memory_format=torch.channels_last)
+        if teacher is not None:
+            teacher.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
         for m in [*method.models.values(), *([teacher] if teacher is not None else [])]:
             m.compile()
