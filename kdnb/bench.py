@@ -221,7 +221,7 @@ def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str 
     """The step of ``kdnb.train.train_run`` on a Hinton method built from a RunConfig, as that loop builds it."""
     from kdnb.config import RunConfig
     from kdnb.methods import METHODS
-    from kdnb.train import derive_seed, evaluate
+    from kdnb.train import derive_seed, evaluate, train_step
 
     cfg = RunConfig.from_dict({"method": "hinton", "student": p.student, "teacher": p.teacher,
                                "batch_size": p.batch_size, "precision": precision,
@@ -251,22 +251,10 @@ def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str 
     correct = torch.zeros((), dtype=torch.long, device=p.device)
     it = _endless(lambda: p.train.batches(stage.batch_size, gen), p.batch_size)
 
-    def step() -> None:  # kdnb/train.py, train_run's inner loop, line for line
-        nonlocal loss_sum, correct
+    def step() -> None:  # the step of kdnb/train.py itself
         with torch.profiler.record_function("data"):
             x, y = next(it)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        for gi, opt in enumerate(opts):
-            with autocast():
-                loss, logits = method.loss(x, y, stage, 0, gi)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if gi == 0:
-                loss_sum += loss.detach().float() * len(y)
-                if logits is not None:
-                    correct += (logits.detach().argmax(1) == y).sum()
+        train_step(method, opts, x, y, stage, 0, autocast, cfg.channels_last, loss_sum, correct)
 
     def eval_pass() -> float:
         t0 = time.perf_counter()

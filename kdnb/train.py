@@ -189,18 +189,7 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.long, device=device)
             for x, y in train_data.batches(stage.batch_size, data_gen):
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                for gi, opt in enumerate(opts):
-                    with autocast():
-                        loss, logits = method.loss(x, y, stage, epoch, gi)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    if gi == 0:
-                        loss_sum += loss.detach().float() * len(y)
-                        if logits is not None:  # stages without a classifier output (stage 1) give None
-                            correct += (logits.detach().argmax(1) == y).sum()
+                train_step(method, opts, x, y, stage, epoch, autocast, cfg.channels_last, loss_sum, correct)
             final = si == len(stages) - 1  # earlier stages train no classifier: nothing to evaluate
             accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast) if final else {}
             train_loss, train_correct = (loss_sum.item(), correct.item())  # the epoch's one sync
@@ -249,6 +238,23 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
     log.info("run %s (%s %s seed %d): final %.2f%%, best %.2f%%, %.0f s", run_id, cfg.method, cfg.student,
              cfg.seed, record["final_acc"], record["best_acc"], elapsed)
     return record
+
+
+def train_step(method, opts: list[torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor, stage: Stage, epoch: int,
+               autocast: Any, channels_last: bool, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+    """One batch: each parameter group's loss, backward and step in turn; metrics added on the device."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for gi, opt in enumerate(opts):
+        with autocast():
+            loss, logits = method.loss(x, y, stage, epoch, gi)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if gi == 0:
+            loss_sum += loss.detach().float() * len(y)
+            if logits is not None:  # stages without a classifier output (stage 1) give None
+                correct += (logits.detach().argmax(1) == y).sum()
 
 
 def _record(cfg: RunConfig, device: torch.device, history: list, elapsed: float, status: str) -> dict[str, Any]:
