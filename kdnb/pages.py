@@ -80,6 +80,10 @@ def banner(profile: str) -> str:
     return f'<div class="kdnb-banner">{text}</div>'
 
 
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
 def setting_text(p: Params, dropped: list[str] = ()) -> str:
     """One paragraph (markdown) stating what this page ran, from its parameters."""
     label = paper.LABELS.get
@@ -87,7 +91,7 @@ def setting_text(p: Params, dropped: list[str] = ()) -> str:
     per_class = f"the first {p.train_per_class} training images per class" if p.train_per_class else \
         "the full training set"
     test = f"the first {p.test_per_class} test images per class" if p.test_per_class else "the full test set"
-    seeds = f"{len(p.seeds)} seed{'s' if len(p.seeds) != 1 else ''} ({', '.join(map(str, p.seeds))})"
+    seeds = f"{_n(len(p.seeds), 'seed')} ({', '.join(map(str, p.seeds))})"
     t_ep = p.teacher_epochs or p.epochs
     if any(p.noise):
         per_class += f", labels corrupted with noise rates σ ∈ {{{', '.join(f'{n:g}' for n in p.noise)}}}"
@@ -96,7 +100,7 @@ def setting_text(p: Params, dropped: list[str] = ()) -> str:
         per_class += (f", made imbalanced with γ ∈ {{{', '.join(f'{g:g}' for g in gammas)}}} (class sizes "
                       f"{p.imbalance_n_max} down to {p.imbalance_n_min})")
     text = (f"**This page ran** profile `{p.profile}` on {label(p.dataset, p.dataset)} with {per_class} and {test}; "
-            f"student ← teacher: {pairs}; {p.epochs} epochs for the students and {t_ep} for the teachers; "
+            f"student ← teacher: {pairs}; {_n(p.epochs, 'epoch')} for the students and {t_ep} for the teachers; "
             f"{seeds} per cell, teacher seeds {p.teacher_seeds}; store `{p.store}`. "
             "**The paper** used the full CIFAR training sets, 200 epochs and 5 seeds.")
     if dropped:
@@ -115,8 +119,9 @@ def teachers_text(grids: list[Params], params_dir: str | Path) -> str:
     p = grids[0]
     return (f"**This page ran** profile `{p.profile}`: the teachers of every grid in `{params_dir}` "
             f"({', '.join(label(a, a) for a in archs)}; {len(conds)} data conditions), each a baseline run with "
-            f"seeds {seeds} and {', '.join(map(str, epochs))} epochs; store `{p.store}`. **The paper** trained its "
-            "teachers on the full CIFAR training sets for 200 epochs with 5 seeds.")
+            f"seeds {seeds} and {', '.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}; "
+            f"store `{p.store}`. **The paper** trained its teachers on the full CIFAR training sets for 200 epochs "
+            "with 5 seeds.")
 
 
 # ---------------------------------------------------------------------------------------------
