@@ -41,8 +41,10 @@ TABLE_STYLES = [{"selector": "th, td", "props": "padding: .25em .6em; text-align
 
 def _finish(styler: Styler, caption: str = "", wrap: bool = False) -> Styler:
     """Caption, cell padding and the book's table class (compact font, sideways scrolling)."""
-    cls = "kdnb-table kdnb-wrap" if wrap else "kdnb-table"
-    return styler.set_caption(caption).set_table_styles(TABLE_STYLES).set_table_attributes(f'class="{cls}"')
+    styles = TABLE_STYLES
+    if wrap:  # long text: wrapped and left-aligned
+        styles = [*TABLE_STYLES, {"selector": "td, th", "props": "text-align: left; white-space: normal;"}]
+    return styler.set_caption(caption).set_table_styles(styles).set_table_attributes('class="kdnb-table"')
 
 
 # ---------------------------------------------------------------------------------------------
