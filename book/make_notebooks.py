@@ -121,6 +121,19 @@ GRID_MD = md("""## Every choice at a glance
 One row per method, one column per metric; one line per setting (mean ± sd over seeds).""")
 
 
+def curves_section(runs_expr: str, title: str) -> list[nbformat.NotebookNode]:
+    """The closing cells of a results page: learning curves, the explorer widget, its static grid."""
+    return [
+        md("## Learning curves"),
+        hidden(f"""cur = plots.curves({runs_expr}, history(params.store))
+display(plots.plot_curves(cur, "test_acc", title="{title}"))"""),
+        EXPLORE_MD,
+        hidden(f"display(plots.explorer(cur, {runs_expr.split('[')[0]}))"),
+        GRID_MD,
+        removed("display(plots.curves_grid(cur))"),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -150,13 +163,7 @@ display(Markdown(pages.teachers_text(grids, pdir)))""", study=False)),
 display(plots.style_teachers(cmp, caption=caption))
 display(Markdown(plots.describe_teachers(cmp)))"""),
         hidden("display(plots.plot_teachers(cmp))"),
-        md("## Learning curves"),
-        hidden("""cur = plots.curves(truns, history(params.store))
-display(plots.plot_curves(cur, "test_acc", title="teachers: test accuracy per epoch"))"""),
-        EXPLORE_MD,
-        hidden("display(plots.explorer(cur, truns))"),
-        GRID_MD,
-        removed("display(plots.curves_grid(cur))"),
+        *curves_section("truns", "teachers: test accuracy per epoch"),
     ])
 
 
@@ -202,13 +209,7 @@ for p in grids:
     paper_ds = "cifar100" if d == "cifar100" else "cifar10"
     display(plots.plot_gains(ours[ours["dataset"] == d], plots.paper_summary(paper.generalization(paper_ds)),
                              "student", title=f"{plots.label(d)}: final accuracy − baseline (points)"))"""),
-        md("## Learning curves"),
-        hidden("""cur = plots.curves(runs[runs["role"] == "student"], history(params.store))
-display(plots.plot_curves(cur, "test_acc", title="test accuracy per epoch, mean ± sd over seeds"))"""),
-        EXPLORE_MD,
-        hidden("display(plots.explorer(cur, runs))"),
-        GRID_MD,
-        removed("display(plots.curves_grid(cur))"),
+        *curves_section('runs[runs["role"] == "student"]', "test accuracy per epoch, mean ± sd over seeds"),
     ])
 
 
@@ -258,13 +259,7 @@ for s in params.students:
         hidden(f"""for s in params.students:
     display(plots.plot_gains(ours[ours["student"] == s], theirs, "{column}",
                              title=f"{{plots.label(s)}}: final accuracy − baseline (points)"))"""),
-        md("## Learning curves"),
-        hidden("""cur = plots.curves(runs[runs["role"] == "student"], history(params.store))
-display(plots.plot_curves(cur, "test_acc", title="test accuracy per epoch, mean ± sd over seeds"))"""),
-        EXPLORE_MD,
-        hidden("display(plots.explorer(cur, runs))"),
-        GRID_MD,
-        removed("display(plots.curves_grid(cur))"),
+        *curves_section('runs[runs["role"] == "student"]', "test accuracy per epoch, mean ± sd over seeds"),
     ])
 
 
