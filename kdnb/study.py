@@ -135,10 +135,8 @@ class Study:
     def __init__(self, params: Params):
         self.params = params
         self.store = store_mod.Store(params.store)
+        # every config is built through RunConfig.from_dict (in _base), so the whole grid is validated here
         self.conditions = [self._condition(n, g) for n in params.noise for g in params.imbalance]
-        for c in self.conditions:  # validate every config before anything runs
-            for cfg in [*c.students, *(t for ts in c.teachers.values() for t in ts)]:
-                RunConfig.from_dict(cfg.to_dict())
 
     def _base(self, data: DataSpec, **kw: Any) -> RunConfig:
         p = self.params
