@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdnb-installed
-PROFILE ?= smoke  # becomes mini once results/mini holds the whole mini grid
+PROFILE ?= mini  # renders the committed results/mini store; smoke trains its tiny grid first
 export KDNB_DATA ?= $(abspath ../shared/data)
 
 .PHONY: install test test-fast book book-smoke bench lint clean

@@ -182,7 +182,8 @@ for d in shown:
                               "(%), mean ± std over seeds; best of each column in bold"))
     display(plots.side_by_side(o, theirs, "student", caption=f"kdnb ({{plots.label(d)}}) beside the paper's "
                                "Table {tab}, Δ = kdnb − paper"))
-    display(Markdown(plots.describe(o, theirs, "student")))"""
+    display(Markdown(plots.describe(o, theirs, "student")))
+    display(Markdown(plots.teacher_gap(runs[runs["dataset"] == d], "student")))"""
     return new_notebook(cells=[
         md("""# Generalization (Tables III and IV)
 
@@ -250,7 +251,8 @@ for s in params.students:
                               caption=f"kdnb, {{plots.label(s)}}: final test accuracy (%), mean ± std over seeds"))
     display(plots.side_by_side(o, theirs, "{column}", caption=f"kdnb ({{plots.label(s)}}) beside the paper's Table "
                                "{tab} (WRN-16-2), Δ = kdnb − paper"))
-    display(Markdown(plots.describe(o, theirs, "{column}")))"""),
+    display(Markdown(plots.describe(o, theirs, "{column}")))
+    display(Markdown(plots.teacher_gap(runs[(runs["student"] == s) | (runs["role"] == "teacher")], "{column}")))"""),
         md("## Accuracy against " + ("the noise rate" if noise else "the imbalance ratio")),
         hidden(f"""for s in params.students:
     display(plots.plot_vs_condition(runs[runs["student"] == s], theirs, "{column}",

@@ -101,8 +101,10 @@ def setting_text(p: Params, dropped: list[str] = ()) -> str:
                       f"{p.imbalance_n_max} down to {p.imbalance_n_min})")
     text = (f"**This page ran** profile `{p.profile}` on {label(p.dataset, p.dataset)} with {per_class} and {test}; "
             f"student ← teacher: {pairs}; {_n(p.epochs, 'epoch')} for the students and {t_ep} for the teachers; "
-            f"{seeds} per cell, teacher seeds {p.teacher_seeds}; store `{p.store}`. "
-            "**The paper** used the full CIFAR training sets, 200 epochs and 5 seeds.")
+            f"{seeds} per cell, teacher seeds {p.teacher_seeds}; "
+            + ("" if p.precision == "fp32" else f"{p.precision} autocast (convolutions and matrix products in "
+               f"{p.precision}; weights, batch-norm statistics and loss reductions in fp32); ")
+            + f"store `{p.store}`. **The paper** used the full CIFAR training sets, 200 epochs, fp32 and 5 seeds.")
     if dropped:
         text += (" Methods listed in the parameters but not available in this version of kdnb, shown as "
                  f"*not run*: {', '.join(label(m, m) for m in dropped)}.")

@@ -208,6 +208,50 @@ def _names(methods: Sequence[str]) -> str:
     return ", ".join(label(m) for m in methods) if len(methods) else "none"
 
 
+def _clearly_above(cell: pd.DataFrame, methods: Sequence[str]) -> list[str] | None:
+    """The methods whose mean beats the baseline's by more than 2 standard errors of the difference,
+    sqrt(s_m²/n_m + s_b²/n_b): with few seeds a smaller gain is within seed-to-seed noise. None when
+    the baseline has fewer than two seeds (no std)."""
+    if "baseline" not in cell.index or not cell.loc["baseline", "n"] >= 2:
+        return None
+    b = cell.loc["baseline"]
+    out = []
+    for m in methods:
+        r = cell.loc[m]
+        if r["n"] >= 2 and r["mean"] - b["mean"] > 2 * math.sqrt(r["std"] ** 2 / r["n"] + b["std"] ** 2 / b["n"]):
+            out.append(m)
+    return out
+
+
+def teacher_gap(runs: pd.DataFrame, column: str) -> str:
+    """Markdown bullets, one per cell of ``column``: the teacher the students learned from, the
+    baseline student, the gap between them, and how much of it the best distilled student closed."""
+    st = students(runs)
+    if st.empty or "teacher_run" not in st:
+        return ""
+    teacher_acc = runs[runs["role"] == "teacher"].set_index("run_id")["final_acc"]
+    by = ["student"] if column == "student" else ["student", column]
+    summary = summarize(runs, by=by)
+    lines = []
+    for key, cell in st.groupby(by, dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        used = [t for t in cell["teacher_run"].dropna().unique() if t in teacher_acc.index]
+        s = summary
+        for k, v in zip(by, key, strict=True):
+            s = s[s[k].isna()] if isinstance(v, float) and math.isnan(v) else s[s[k] == v]
+        s = s.set_index("method")["mean"]
+        if len(used) != 1 or "baseline" not in s:
+            continue
+        t_acc, base = float(teacher_acc[used[0]]), float(s["baseline"])
+        taught = cell.loc[cell["teacher_run"] == used[0], "method"].unique()
+        best = s[list(taught)].idxmax()
+        name = label(key[0]) + (f", {column_label(column, key[1])}" if len(key) > 1 else "")
+        lines.append(f"- **{name}**: teacher {t_acc:.2f} %, baseline student {base:.2f} % (gap {t_acc - base:+.2f} "
+                     f"points); the best taught student, {label(best)} ({s[best]:.2f} %), closes "
+                     f"{s[best] - base:+.2f} of them.")
+    return "Teacher and student:\n\n" + "\n".join(lines) if lines else ""
+
+
 def describe(ours: pd.DataFrame, theirs: pd.DataFrame, column: str) -> str:
     """Markdown bullets, one per column of ours: the best method, who beats the baseline, and how
     that compares with the paper (agreement on the sign of the gain, rank correlation of the means)."""
@@ -226,6 +270,10 @@ def describe(ours: pd.DataFrame, theirs: pd.DataFrame, column: str) -> str:
         if len(g):
             up = [m for m in ORDER if m in g and g[m] > 0]
             text += f". Above the baseline here: {len(up)} of {len(g)} methods ({_names(up)})"
+            clear = _clearly_above(o, up)
+            if clear is not None:
+                text += (f"; by more than twice the standard error of the difference: {len(clear)} "
+                         f"({_names(clear)})")
             if len(p):
                 pg = gains(theirs[theirs[column] == c], column).set_index("method")["gain"]
                 common = [m for m in g.index if m in pg.index]
@@ -581,8 +629,9 @@ def describe_teachers(cmp: pd.DataFrame) -> str:
         text += f", with final accuracies from {ran['acc'].min():.2f} % to {ran['acc'].max():.2f} %"
     if len(both):
         d = both["diff"]
-        text += (f". {len(both)} of them match a row of the paper's Table II; kdnb − paper ranges from {d.min():+.2f} "
-                 f"to {d.max():+.2f} points (mean {d.mean():+.2f})")
+        text += (f". {len(both)} of them match{'es' if len(both) == 1 else ''} a row of the paper's Table II; "
+                 + (f"kdnb − paper is {d.iloc[0]:+.2f} points" if len(both) == 1 else
+                    f"kdnb − paper ranges from {d.min():+.2f} to {d.max():+.2f} points (mean {d.mean():+.2f})"))
     else:
         text += ". None of them is a configuration of the paper's Table II, so there is nothing to compare"
     missing = cmp[cmp["acc"].isna()]

@@ -418,14 +418,16 @@ def test_fitnet_paper_reduction_only_for_resnets():
 # --- end to end -----------------------------------------------------------------------------------
 
 
-def test_every_method_finishes_a_study(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # the mini profile trains in bf16 autocast
+def test_every_method_finishes_a_study(tmp_path, precision):
     params = Params(dataset="synthetic", students=["resnet8"], teachers={"resnet8": "resnet14"},
                     methods=list(METHODS), seeds=[0], epochs=1, teacher_epochs=1, batch_size=32,
-                    train_per_class=10, store=str(tmp_path), device="cpu")
+                    train_per_class=10, store=str(tmp_path), device="cpu", precision=precision)
     df = Study(params).run(progress=False)
     assert sorted(df[df.role == "student"].method) == sorted(METHODS)
     records = {r["config"]["method"]: r for r in Store(tmp_path).records() if r["config"]["student"] == "resnet8"}
     assert sorted(records) == sorted(METHODS) and all(r["status"] == "done" for r in records.values())
+    assert all(r["config"]["precision"] == precision for r in records.values())
     for name in ("one", "dml"):
         accs = records[name]["final_accs"]
         assert records[name]["final_acc"] == max(v for k, v in accs.items() if k != "ensemble")

@@ -113,7 +113,29 @@ def test_gains_and_describe():
     assert "best here Hinton (85.00 %)" in text and "in the paper ONE (89.54 %)" in text
     assert "Above the baseline here: 1 of 2 methods (Hinton)" in text
     assert "agrees with the paper for 2 of 2 methods" in text  # paper, ResNet-8: Hinton above, AT below
+    # Hinton: gain 4 against 2 * sqrt(2/2 + 2/2) = 2.83: clear; with seeds 82 and 86 (std 2.83) it is not
+    assert "twice the standard error of the difference: 1 (Hinton)" in text
+    wider = plots.summarize(_runs({("baseline", "resnet8"): [80.0, 82.0], ("hinton", "resnet8"): [82.0, 88.0]}))
+    assert "standard error of the difference: 0 (none)" in plots.describe(wider, wider.iloc[:0], "student")
     assert plots.describe(ours.iloc[:0], ours.iloc[:0], "student") == "No finished runs to describe."
+
+
+def test_teacher_gap_names_teacher_baseline_and_best_taught_student():
+    runs = _runs({("baseline", 0.0): [60.0, 62.0], ("hinton", 0.0): [64.0, 66.0], ("dml", 0.0): [70.0, 70.0],
+                  ("baseline", 0.4): [50.0, 50.0], ("hinton", 0.4): [49.0, 49.0]}, column="noise")
+    runs["teacher_run"] = runs["method"].map({"hinton": "t"}).where(runs["noise"] == 0.0, runs["method"].map(
+        {"hinton": "t4"}))
+    teachers = pd.DataFrame([{"run_id": "t", "role": "teacher", "status": "done", "method": "baseline",
+                              "final_acc": 75.0}, {"run_id": "t4", "role": "teacher", "status": "done",
+                                                   "method": "baseline", "final_acc": 55.5}])
+    text = plots.teacher_gap(pd.concat([runs, teachers], ignore_index=True), "noise")
+    lines = [line for line in text.splitlines() if line.startswith("- ")]
+    assert len(lines) == 2 and text.startswith("Teacher and student")
+    # DML has no teacher: the best taught student is Hinton, not DML
+    assert "σ = 0**: teacher 75.00 %, baseline student 61.00 % (gap +14.00" in lines[0] and "Hinton (65.00 %), " \
+        "closes +4.00" in lines[0]
+    assert "σ = 0.4**: teacher 55.50 %, baseline student 50.00 % (gap +5.50" in lines[1] and "closes -1.00" in lines[1]
+    assert plots.teacher_gap(runs, "noise") == ""  # no teacher rows: nothing to say
 
 
 def test_teacher_table_picks_the_best_seed():
@@ -131,7 +153,8 @@ def test_teacher_table_picks_the_best_seed():
     assert row["paper"] == 93.83 and row["diff"] == pytest.approx(94.0 - 93.83)
     html = plots.style_teachers(cmp).to_html()
     assert "not in paper" in html and "not run" in html and "σ = 0.4" in html and "γ = 0.2" in html
-    assert "match a row" in plots.describe_teachers(cmp)
+    text = plots.describe_teachers(cmp)
+    assert "1 of them matches a row of the paper's Table II; kdnb − paper is +0.17 points" in text
 
 
 def test_figures_are_closed_figures():

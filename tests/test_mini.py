@@ -1,0 +1,55 @@
+"""The committed mini store (results/mini) covers the whole mini grid with honest records.
+
+`make book` renders these records without training, so a run missing here is a hole in the
+default book; CI also builds that book, which fails naming any missing run.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kdnb import pages
+from kdnb.store import Store
+from kdnb.study import Study, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = sorted((ROOT / "params" / "mini").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
+def test_every_mini_run_is_done(path):
+    study = Study(load_params(str(path), store=str(ROOT / "results" / "mini")))
+    st = study.status()
+    assert len(st) and (st["state"] == "done").all(), st[st["state"] != "done"].to_string()
+
+
+def test_records_carry_config_code_version_and_environment():
+    records = list(Store(ROOT / "results" / "mini").records())
+    assert len(records) >= 50
+    for r in records:
+        assert r["status"] == "done" and r["config"]["data"]["dataset"] == "cifar10", r["run_id"]
+        assert r["config"]["precision"] == "bf16" and r["config"]["data"]["test_per_class"] is None, r["run_id"]
+        assert r["code_version"] and r["environment"]["torch"] and r["device"], r["run_id"]
+
+
+def test_the_transfer_matrix_is_stored():
+    p = load_params(str(ROOT / "params" / "mini" / "transferability.yaml"), store=str(ROOT / "results" / "mini"))
+    study = Study(p)
+    runs = study.run(train=False, progress=False)
+    for s in p.students:
+        ids, teacher = pages.transfer_sources(study, runs, s)
+        path = pages.transfer_path(p.store, pages.transfer_key(ids, teacher, pages.transfer_settings(p), p))
+        rec = json.loads(path.read_text())
+        assert rec["n_images"] == 10 * p.transfer["test_per_class"] and rec["teacher"] == teacher
+        assert sorted(rec["sources"]) == sorted(p.methods)
+
+
+def test_only_records_are_committed():
+    try:
+        out = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    files = out.stdout.split()
+    assert files and all(f.endswith(".json") for f in files), [f for f in files if not f.endswith(".json")]
