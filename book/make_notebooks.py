@@ -217,7 +217,6 @@ for p in grids:
 def condition(section: str, column: str) -> nbformat.NotebookNode:
     noise = column == "noise"
     tab = "V" if noise else "VI"
-    fn = "label_noise" if noise else "imbalance"
     intro = ("""# Label noise (Table V)
 
 Does the extra supervision of a teacher protect a student from wrong labels? Each training label is
@@ -239,7 +238,7 @@ column; blue: below the baseline, as in the paper.""")
 study = Study(params)
 runs = study.run(train=train, progress=False)
 ours = plots.summarize(runs, by=["student", "{column}"])
-theirs = plots.paper_summary(paper.{fn}())
+theirs = plots.paper_summary(paper.{section}())
 display(Markdown(pages.setting_text(params, dropped)))""")),
         md(f"## Table {tab}"),
         hidden(f"""display(details("The paper's Table {tab} (WRN-16-2 ← WRN-40-2, CIFAR-10)", plots.style_table(

@@ -43,7 +43,7 @@ def select(only: list[str] | None) -> list[str]:
     chosen = []
     for value in only:
         v = value.strip().removesuffix(".ipynb").replace("-", "_")
-        hits = [n for n, s in NOTEBOOKS.items() if v in (s, n.replace("-", "_"), n[:2], n[3:].replace("-", "_"))]
+        hits = [n for n, s in NOTEBOOKS.items() if v in (s, n.replace("-", "_"), n[:2])]
         if not hits:
             raise ValueError(f"unknown section {value!r}; valid: {', '.join(NOTEBOOKS.values())}")
         chosen += [h for h in hits if h not in chosen]

@@ -229,22 +229,17 @@ def teacher_gap(runs: pd.DataFrame, column: str) -> str:
     st = students(runs)
     if st.empty or "teacher_run" not in st:
         return ""
-    teacher_acc = runs[runs["role"] == "teacher"].set_index("run_id")["final_acc"]
+    teacher_acc = runs[runs["role"] == "teacher"].drop_duplicates("run_id").set_index("run_id")["final_acc"]
     by = ["student"] if column == "student" else ["student", column]
-    summary = summarize(runs, by=by)
     lines = []
     for key, cell in st.groupby(by, dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         used = [t for t in cell["teacher_run"].dropna().unique() if t in teacher_acc.index]
-        s = summary
-        for k, v in zip(by, key, strict=True):
-            s = s[s[k].isna()] if isinstance(v, float) and math.isnan(v) else s[s[k] == v]
-        s = s.set_index("method")["mean"]
+        s = cell.groupby("method")["final_acc"].mean()
         if len(used) != 1 or "baseline" not in s:
             continue
         t_acc, base = float(teacher_acc[used[0]]), float(s["baseline"])
-        taught = cell.loc[cell["teacher_run"] == used[0], "method"].unique()
-        best = s[list(taught)].idxmax()
+        best = s[cell.loc[cell["teacher_run"] == used[0], "method"].unique()].idxmax()
         name = label(key[0]) + (f", {column_label(column, key[1])}" if len(key) > 1 else "")
         lines.append(f"- **{name}**: teacher {t_acc:.2f} %, baseline student {base:.2f} % (gap {t_acc - base:+.2f} "
                      f"points); the best taught student, {label(best)} ({s[best]:.2f} %), closes "

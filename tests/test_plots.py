@@ -113,7 +113,7 @@ def test_gains_and_describe():
     assert "best here Hinton (85.00 %)" in text and "in the paper ONE (89.54 %)" in text
     assert "Above the baseline here: 1 of 2 methods (Hinton)" in text
     assert "agrees with the paper for 2 of 2 methods" in text  # paper, ResNet-8: Hinton above, AT below
-    # Hinton: gain 4 against 2 * sqrt(2/2 + 2/2) = 2.83: clear; with seeds 82 and 86 (std 2.83) it is not
+    # Hinton: gain 4 against 2 * sqrt(2/2 + 2/2) = 2.83: clear; with seeds 82 and 88 (gain 4 < 2 * 3.16) it is not
     assert "twice the standard error of the difference: 1 (Hinton)" in text
     wider = plots.summarize(_runs({("baseline", "resnet8"): [80.0, 82.0], ("hinton", "resnet8"): [82.0, 88.0]}))
     assert "standard error of the difference: 0 (none)" in plots.describe(wider, wider.iloc[:0], "student")
