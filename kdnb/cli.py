@@ -59,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
     s.add_argument("--executor", choices=["local", "slurm"], help="where the runs execute (default: params file)")
     s.add_argument("--workers", type=int, help="processes or Slurm array tasks working on the grid together")
+    s.add_argument("--students", nargs="+", help="only these students (one cell of a table: with --methods, --seeds)")
+    s.add_argument("--methods", nargs="+", help="only these methods")
+    s.add_argument("--seeds", type=int, nargs="+", help="only these student seeds")
     s.add_argument("--retry-failed", action="store_true", help="train failed runs again")
+    s.add_argument("--retrain-stale", action="store_true",
+                   help="retrain runs recorded under an older numerics revision (default: keep them)")
     s.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book")
@@ -124,7 +129,8 @@ def _train(a: argparse.Namespace) -> int:
 def _study(a: argparse.Namespace) -> int:
     from kdnb.study import Study, dispatch, load_params
 
-    params = load_params(a.params, store=a.store, device=a.device, executor=a.executor, workers=a.workers)
+    params = load_params(a.params, store=a.store, device=a.device, executor=a.executor, workers=a.workers,
+                         students=a.students, methods=a.methods, seeds=a.seeds)
     study = Study(params)
     if a.status:
         st = study.status()
@@ -134,7 +140,8 @@ def _study(a: argparse.Namespace) -> int:
         return 0
     if not a.no_train and (params.executor != "local" or params.workers > 1):
         return dispatch(params, a.params)
-    df = study.run(train=not a.no_train, progress=not a.no_progress, retry_failed=a.retry_failed)
+    df = study.run(train=not a.no_train, progress=not a.no_progress, retry_failed=a.retry_failed,
+                   retrain_stale=a.retrain_stale)
     cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]
     print(df[[c for c in cols if c in df]].to_string(index=False))
     return 0

@@ -233,7 +233,7 @@ def crop_flip(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [0, 1] (DECISIONS.md: no standardisation)."""
-    return x.float().div_(255.0)
+    return x.to(torch.get_default_dtype()).div_(255.0)  # float32 unless a test asks for float64
 
 
 class DeviceData:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -88,27 +89,74 @@ def _checksum(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_version() -> str:
-    """The package version plus the git commit (and '+dirty') when run from a checkout."""
+# Sources whose uncommitted changes make a record untraceable unless the change itself is recorded.
+TRACKED_SOURCES = ("kdnb", "params")
+DIFF_KEPT_BYTES = 64_000  # a diff up to this size is stored in the record itself
+
+
+def _git(top: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(top), *args], capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+
+
+@functools.cache
+def source_state() -> dict[str, Any]:
+    """The code a process runs: commit, and the uncommitted diff of kdnb/ and params/ with its hash.
+
+    Read once per process (the code it imported at its start), so a run records the code that
+    trained it even if the tree is edited while it runs. Untracked files under kdnb/ and params/
+    count as part of the diff.
+    """
     from kdnb import __version__
 
     top = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "-C", str(top), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no", "kdnb"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = _git(top, "rev-parse", "--short=12", "HEAD").strip()
+        diff = _git(top, "diff", "HEAD", "--", *TRACKED_SOURCES)
+        for name in _git(top, "ls-files", "--others", "--exclude-standard", "--", *TRACKED_SOURCES).split():
+            diff += f"\n--- untracked {name}\n" + (top / name).read_text(errors="replace")
     except (OSError, subprocess.SubprocessError):
-        sha, dirty = "", ""
-    return f"{__version__}+{sha}{'.dirty' if dirty else ''}" if sha else __version__
+        return {"version": __version__, "commit": None, "diff_sha256": None, "diff": None}
+    digest = hashlib.sha256(diff.encode()).hexdigest() if diff else None
+    return {"version": __version__, "commit": sha, "diff_sha256": digest,
+            "diff": diff if diff and len(diff.encode()) <= DIFF_KEPT_BYTES else None}
 
 
-def environment(device: torch.device) -> dict[str, str]:
+def code_version() -> str:
+    """'<version>+<commit>', with '.dirty-<12 hex of the diff's sha256>' from an uncommitted tree."""
+    st = source_state()
+    if not st["commit"]:
+        return st["version"]
+    dirty = f".dirty-{st['diff_sha256'][:12]}" if st["diff_sha256"] else ""
+    return f"{st['version']}+{st['commit']}{dirty}"
+
+
+def cpu_name() -> str:
+    """The CPU model as the kernel names it (e.g. 'AMD EPYC'), or the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AMX or AVX-512 BF16); without it bf16 is emulated, slowly."""
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
+
+
+def environment(device: torch.device) -> dict[str, Any]:
     import numpy
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "platform": platform.platform(), "processor": platform.machine(),
-           "threads": str(torch.get_num_threads())}
+           "platform": platform.platform(), "processor": platform.machine(), "cpu": cpu_name(),
+           "native_bf16": native_bf16(), "threads": str(torch.get_num_threads())}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = str(torch.version.cuda)

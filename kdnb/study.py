@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from kdnb import NUMERICS_REVISION
 from kdnb import store as store_mod
 from kdnb.config import ConfigError, RunConfig
 from kdnb.data import DataSpec
@@ -137,6 +138,22 @@ class Study:
         self.store = store_mod.Store(params.store)
         # every config is built through RunConfig.from_dict (in _base), so the whole grid is validated here
         self.conditions = [self._condition(n, g) for n in params.noise for g in params.imbalance]
+        self._check_seeds()
+
+    def _check_seeds(self) -> None:
+        """Refuse a student that would share its teacher's seed: same init, same batches, not independent.
+
+        The teacher of architecture A at seed s is the baseline run of A at seed s; a student of
+        architecture A at seed s would start from the teacher's own initial weights.
+        """
+        p = self.params
+        shared = sorted(set(p.seeds) & set(p.teacher_seeds))
+        for cond in self.conditions[:1]:
+            clash = sorted({c.student for c in cond.students} & set(cond.teachers))
+            if clash and shared:
+                raise ConfigError(f"student {clash[0]} seed {shared[0]} would share its teacher's seed "
+                                  f"(teacher_seeds {p.teacher_seeds}, seeds {p.seeds}); use disjoint seeds, "
+                                  f"e.g. teacher_seeds: [100, 101, ...]")
 
     def _base(self, data: DataSpec, **kw: Any) -> RunConfig:
         p = self.params
@@ -186,8 +203,9 @@ class Study:
     def status(self) -> pd.DataFrame:
         """One row per run of the grid: role, method, student, seed, noise, imbalance, state.
 
-        States: done, failed, running (a live process holds its lock), interrupted (a checkpoint
-        and no lock: re-run to resume), missing, corrupt, waiting for teacher, teacher failed.
+        States: done, stale (done under an older ``kdnb.NUMERICS_REVISION``), failed, running (a
+        live process holds its lock), interrupted (a checkpoint and no lock: re-run to resume),
+        missing, corrupt, waiting for teacher, teacher failed.
         """
         rows = []
         for cond in self.conditions:
@@ -211,7 +229,9 @@ class Study:
                 state = rec["status"] if rec else "missing"
             except store_mod.CorruptRecord:
                 state = "corrupt"
-            if state not in ("done", "failed"):
+            if state == "done" and rec.get("numerics_revision", 1) != NUMERICS_REVISION:
+                state = "stale"  # made by training code whose numerics have changed since
+            if state not in ("done", "failed", "stale"):
                 if self.store.locked(run_id):
                     state = "running"
                 elif self.store.checkpoint_path(run_id).exists():
@@ -222,17 +242,23 @@ class Study:
 
     def missing(self) -> pd.DataFrame:
         st = self.status()
-        return st[st.state != "done"]
+        return st[~st.state.isin(["done", "stale"])]
 
     # --- work -------------------------------------------------------------------------------
     def run(self, train: bool = True, progress: bool = True, retry_failed: bool = False,
-            poll_s: float = 5.0) -> pd.DataFrame:
+            retrain_stale: bool = False, poll_s: float = 5.0) -> pd.DataFrame:
         """Train every missing run (teachers first), then return the grid's results.
 
         Several processes may run the same study on one store (workers on a node, a Slurm array):
         each run is trained by whichever process takes its lock first; the others go on with other
-        runs and wait only for runs that are still being trained elsewhere.
+        runs and wait only for runs that are still being trained elsewhere. Stale records are kept
+        (and said so) unless ``retrain_stale``.
         """
+        stale = self.status().query("state == 'stale'")
+        if len(stale):
+            log.warning("%d records of this grid were made under an older numerics revision (now %d)%s", len(stale),
+                        NUMERICS_REVISION, ": retraining them" if retrain_stale and train else
+                        "; kept as they are (--retrain-stale retrains them)")
         if not train:
             missing = self.missing()
             if len(missing):
@@ -249,8 +275,8 @@ class Study:
             for cond in self.conditions:
                 for cfgs in cond.teachers.values():
                     for c in cfgs:
-                        busy += train_run(c, self.store, p.device, progress, p.data_root,
-                                          retry_failed=retry_failed)["status"] == "locked"
+                        busy += train_run(c, self.store, p.device, progress, p.data_root, retry_failed=retry_failed,
+                                          retrain_stale=retrain_stale)["status"] == "locked"
                 for c in cond.students:
                     try:
                         r = self.resolved(cond, c)
@@ -260,8 +286,8 @@ class Study:
                     if r is None:
                         busy += 1
                         continue
-                    busy += train_run(r, self.store, p.device, progress, p.data_root,
-                                      retry_failed=retry_failed)["status"] == "locked"
+                    busy += train_run(r, self.store, p.device, progress, p.data_root, retry_failed=retry_failed,
+                                      retrain_stale=retrain_stale)["status"] == "locked"
             if not busy:
                 return self.results()
             log.info("%d runs are being trained by other processes; waiting", busy)

@@ -2,7 +2,12 @@
 
 The loop is method-agnostic: a method (``kdnb.methods``) supplies its models, stages, parameter
 groups and per-batch loss. Metrics stay on the device during an epoch and are read once at its
-end; the training state is checkpointed atomically after every epoch and a run resumes from it.
+end; the training state is checkpointed atomically after every epoch and a run resumes from it,
+on this machine or another: each resumed stretch is recorded as a segment (code, machine, epochs).
+
+Fault injection, for testing the failure path: with ``KDNB_FAULT_NAN="<method>[@<epoch>]"`` in the
+environment, runs of that method report a NaN loss from that epoch on (1-based; default 1), exactly
+as a diverged run does. Nothing else reads it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -18,17 +24,31 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdnb import NUMERICS_REVISION
 from kdnb.config import RunConfig
 from kdnb.data import DeviceData, make_splits
 from kdnb.methods import METHODS, Stage
 from kdnb.models import build
-from kdnb.store import CorruptRecord, Store, atomic_torch_save, code_version, environment, safe_torch_load
+from kdnb.store import (
+    CorruptRecord,
+    Store,
+    atomic_torch_save,
+    code_version,
+    cpu_name,
+    environment,
+    safe_torch_load,
+    source_state,
+)
 
 log = logging.getLogger("kdnb")
+FAULT_ENV = "KDNB_FAULT_NAN"
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+def _fault_epoch(method: str) -> int | None:
+    """The 1-based epoch from which ``KDNB_FAULT_NAN`` makes this method's loss NaN, if it names it."""
+    spec = os.environ.get(FAULT_ENV, "")
+    name, _, epoch = spec.partition("@")
+    return (int(epoch) if epoch else 1) if name == method else None
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -86,16 +106,19 @@ def _stage_key(cfg: RunConfig, index: int, stage: Stage) -> str:
 
 def train_run(cfg: RunConfig, store: Store, device: str | torch.device = "auto", progress: bool = True,
               data_root: str | None = None, max_epochs: int | None = None,
-              retry_failed: bool = False) -> dict[str, Any]:
+              retry_failed: bool = False, retrain_stale: bool = False) -> dict[str, Any]:
     """Train one run (or resume it) and write its record. Returns the record.
 
     A finished run is returned as stored; a failed one too unless ``retry_failed``. A run whose
     lock another process holds is left to it (status 'locked'). ``max_epochs`` stops after that
     many epochs in this call (status 'partial'); the checkpoint stays and the next call resumes.
+    A record made under another ``NUMERICS_REVISION`` is returned as stored unless ``retrain_stale``.
     """
     def finished() -> dict[str, Any] | None:
         rec = store.read_or_none(cfg.run_id)
-        if rec and (rec["status"] == "done" or (rec["status"] == "failed" and not retry_failed)):
+        stale = rec is not None and rec.get("numerics_revision", 1) != NUMERICS_REVISION
+        if rec and ((rec["status"] == "done" and not (stale and retrain_stale))
+                    or (rec["status"] == "failed" and not retry_failed)):
             return rec
         return None
 
@@ -138,8 +161,10 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
 
     stages = method.stages()
     history: list[dict[str, Any]] = []
+    segments: list[dict[str, Any]] = []
     start_stage, start_epoch, elapsed = 0, 0, 0.0
     opt_states = None
+    fault = _fault_epoch(cfg.method)
     ckpt_path = store.checkpoint_path(run_id)
     if ckpt_path.exists():
         try:
@@ -149,10 +174,12 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
             method.generator.set_state(ck["method_gen"])
             start_stage, start_epoch, elapsed = ck["stage"], ck["epoch"], ck["wall_s"]
             history, opt_states = ck["history"], ck["optimizers"]
+            segments = ck.get("segments", [])
             log.info("run %s: resuming at stage %d epoch %d", run_id, start_stage, start_epoch)
         except (CorruptRecord, KeyError, RuntimeError) as err:
             log.warning("run %s: checkpoint unusable (%s); starting over", run_id, err)
-            start_stage, start_epoch, elapsed, history, opt_states = 0, 0, 0.0, [], None
+            start_stage, start_epoch, elapsed, history, opt_states, segments = 0, 0, 0.0, [], None, []
+    segments.append(_segment(device, start_stage, start_epoch))
 
     epochs_this_call = 0
     accs: dict[str, float] = {}
@@ -192,6 +219,8 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
                 train_step(method, opts, x, y, stage, epoch, autocast, cfg.channels_last, loss_sum, correct)
             final = si == len(stages) - 1  # earlier stages train no classifier: nothing to evaluate
             accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast) if final else {}
+            if fault is not None and epoch + 1 >= fault:
+                loss_sum.fill_(math.nan)
             train_loss, train_correct = (loss_sum.item(), correct.item())  # the epoch's one sync
             elapsed += time.perf_counter() - t0
             entry = {"stage": stage.name, "epoch": epoch + 1, "lr": stage.lr_at(epoch),
@@ -203,12 +232,14 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
             log.log(logging.DEBUG if bar is not None else logging.INFO,
                     "run %s %s epoch %d/%d: loss %.4f, test %s (%.1f s)", run_id, stage.name, epoch + 1,
                     stage.epochs, entry["train_loss"], f"{entry['test_acc']:.2f}%" if final else "-", entry["epoch_s"])
+            segments[-1].update(to_stage=si, to_epoch=epoch + 1, wall_s=segments[-1]["wall_s"] + entry["epoch_s"])
             if not math.isfinite(train_loss):
-                return _fail(store, cfg, device, history, elapsed,
+                return _fail(store, cfg, device, history, segments, elapsed,
                              f"loss became {train_loss} in stage {stage.name!r} epoch {epoch + 1}")
             atomic_torch_save({"models": method.models.state_dict(), "optimizers": [o.state_dict() for o in opts],
                                "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
-                               "stage": si, "epoch": epoch + 1, "wall_s": elapsed, "history": history}, ckpt_path)
+                               "stage": si, "epoch": epoch + 1, "wall_s": elapsed, "history": history,
+                               "segments": segments}, ckpt_path)
             epochs_this_call += 1
             if bar is not None:
                 bar.update(1)
@@ -222,7 +253,8 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
         # the stage is complete: the checkpoint must now point at the next stage's start
         atomic_torch_save({"models": method.models.state_dict(), "optimizers": None,
                            "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
-                           "stage": si + 1, "epoch": 0, "wall_s": elapsed, "history": history}, ckpt_path)
+                           "stage": si + 1, "epoch": 0, "wall_s": elapsed, "history": history,
+                           "segments": segments}, ckpt_path)
 
     if not accs:  # resumed after the last epoch had been checkpointed
         accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast)
@@ -230,7 +262,7 @@ def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, d
     curve = [h["test_acc"] for h in history if h.get("stage") == final_stage and h.get("test_acc") is not None]
     deployed = method.deployed(accs)
     atomic_torch_save({k: v.detach().cpu() for k, v in deployed.state_dict().items()}, store.model_path(run_id))
-    record = _record(cfg, device, history, elapsed, status="done")
+    record = _record(cfg, device, history, segments, elapsed, status="done")
     record.update(final_acc=method.report(accs), best_acc=max(curve), best_epoch=1 + curve.index(max(curve)),
                   final_accs=accs, total_s=time.perf_counter() - t_start)
     store.write(record)
@@ -257,16 +289,31 @@ def train_step(method, opts: list[torch.optim.Optimizer], x: torch.Tensor, y: to
                 correct += (logits.detach().argmax(1) == y).sum()
 
 
-def _record(cfg: RunConfig, device: torch.device, history: list, elapsed: float, status: str) -> dict[str, Any]:
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+
+
+def _segment(device: torch.device, stage: int, epoch: int) -> dict[str, Any]:
+    """One stretch of a run in one process: the code and machine that trained it, and its epochs."""
+    return {"code_version": code_version(), "numerics_revision": NUMERICS_REVISION, "device": _device_name(device),
+            "cpu": cpu_name(), "threads": torch.get_num_threads(), "from_stage": stage, "from_epoch": epoch,
+            "to_stage": stage, "to_epoch": epoch, "wall_s": 0.0,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _record(cfg: RunConfig, device: torch.device, history: list, segments: list, elapsed: float,
+            status: str) -> dict[str, Any]:
+    """The run record. ``code_diff`` is the uncommitted change the code ran with (None: clean tree
+    or, past the size limit, known only by the hash in ``code_version``)."""
     return {"run_id": cfg.run_id, "kind": "run", "status": status, "config": cfg.to_dict(),
-            "history": history, "wall_s": elapsed, "device": str(device) if device.type != "cuda"
-            else torch.cuda.get_device_name(device), "code_version": code_version(),
+            "history": history, "wall_s": elapsed, "device": _device_name(device), "code_version": code_version(),
+            "code_diff": source_state()["diff"], "numerics_revision": NUMERICS_REVISION, "segments": segments,
             "environment": environment(device), "finished": datetime.now(timezone.utc).isoformat()}
 
 
-def _fail(store: Store, cfg: RunConfig, device: torch.device, history: list, elapsed: float,
+def _fail(store: Store, cfg: RunConfig, device: torch.device, history: list, segments: list, elapsed: float,
           reason: str) -> dict[str, Any]:
-    record = _record(cfg, device, history, elapsed, status="failed")
+    record = _record(cfg, device, history, segments, elapsed, status="failed")
     record.update(error=reason, final_acc=None, best_acc=None)
     store.write(record)
     store.checkpoint_path(cfg.run_id).unlink(missing_ok=True)

@@ -84,7 +84,7 @@ def test_train_command_end_to_end(tmp_path):
     store = tmp_path / "store"
     out = subprocess.run([sys.executable, "-m", "kdnb.cli", "train", "--method", "hinton", "--student", "resnet8",
                           "--teacher", "ResNet-8", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "32",
-                          "--store", str(store), "--device", "cpu", "--no-progress"],
+                          "--store", str(store), "--device", "cpu", "--no-progress", "--teacher-seeds", "100"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     df = kdnb.store.load(store)

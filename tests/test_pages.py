@@ -13,7 +13,7 @@ def grid(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     p = Params(profile="test", section="transferability", store=str(store), dataset="synthetic",
                students=["resnet8"], teachers={"resnet8": "resnet8"}, methods=["baseline", "hinton"], seeds=[0, 1],
-               teacher_seeds=[0], epochs=1, batch_size=100, device="cpu",
+               teacher_seeds=[100], epochs=1, batch_size=100, device="cpu",
                transfer={"steps": 2, "batch_size": 200})
     study = Study(p)
     return study, study.run(progress=False)

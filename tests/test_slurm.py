@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slurm
 # teacher_epochs differs from epochs so that the teacher (a ResNet-8 baseline) is a run of its own
 GRID = {"profile": "test", "section": "slurm", "dataset": "synthetic", "students": ["resnet8"],
         "teachers": {"resnet8": "resnet8"}, "methods": ["baseline", "hinton"], "seeds": [0],
-        "teacher_seeds": [0], "epochs": 1, "teacher_epochs": 2, "batch_size": 32, "device": "cpu"}
+        "teacher_seeds": [100], "epochs": 1, "teacher_epochs": 2, "batch_size": 32, "device": "cpu"}
 WAIT_S = 600  # the whole array; a failed task without accounting (no sacct) would otherwise hang
 
 

@@ -1,0 +1,128 @@
+"""Records say what made them: code (with any uncommitted diff), numerics revision, machine, segments.
+
+Also the study's refusals that keep results independent: a student may not share its teacher's seed.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kdnb
+from kdnb import cli
+from kdnb.config import ConfigError, RunConfig
+from kdnb.store import Store
+from kdnb.study import Params, Study
+from kdnb.train import train_run
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNTH = {"dataset": "synthetic", "synthetic_train": 3, "synthetic_test": 2}
+
+
+def _params(tmp_path, **kw) -> Params:
+    d = {"store": str(tmp_path), "dataset": "synthetic", "students": ["resnet8"], "teachers": {"resnet8": "resnet8"},
+         "methods": ["baseline", "hinton"], "seeds": [0, 1], "teacher_seeds": [100], "epochs": 1,
+         "batch_size": 32, "device": "cpu"}
+    return Params.from_dict({**d, **kw})
+
+
+def test_a_student_may_not_share_its_teachers_seed(tmp_path):
+    with pytest.raises(ConfigError, match=r"student resnet8 seed 1 would share its teacher's seed"):
+        Study(_params(tmp_path, teacher_seeds=[1, 5]))
+    Study(_params(tmp_path))  # disjoint seeds
+    Study(_params(tmp_path, teachers={"resnet8": "resnet14"}, teacher_seeds=[0]))  # another architecture
+    Study(_params(tmp_path, methods=["baseline"], teacher_seeds=[0]))  # no method reads a teacher
+
+
+def test_the_command_refuses_a_seed_clash_in_one_line(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**_params(tmp_path).__dict__, "teacher_seeds": [0]}))
+    assert cli.main(["study", str(path), "--status"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed 0 would share its teacher's seed" in err[0]
+
+
+def test_paper_profile_seeds_are_independent():
+    from kdnb.study import load_params
+
+    for path in sorted((ROOT / "params" / "paper").glob("*.yaml")):
+        p = load_params(path)
+        Study(p)  # refuses a clash
+        if p.section != "teachers":
+            assert not set(p.seeds) & set(p.teacher_seeds), path.name
+        assert p.store == "results/paper", path.name
+
+
+def test_a_resumed_run_records_each_segment_and_its_provenance(tmp_path):
+    store = Store(tmp_path)
+    cfg = RunConfig.from_dict({"method": "baseline", "student": "resnet8", "epochs": 3, "batch_size": 32,
+                               "data": SYNTH})
+    assert train_run(cfg, store, "cpu", progress=False, max_epochs=2)["status"] == "partial"
+    rec = train_run(cfg, store, "cpu", progress=False)
+    segs = rec["segments"]
+    assert [(s["from_epoch"], s["to_epoch"]) for s in segs] == [(0, 2), (2, 3)]
+    assert all(s["code_version"] == rec["code_version"] and s["numerics_revision"] == kdnb.NUMERICS_REVISION
+               and s["device"] == "cpu" and s["cpu"] and s["wall_s"] > 0 for s in segs)
+    assert rec["numerics_revision"] == kdnb.NUMERICS_REVISION
+    assert isinstance(rec["environment"]["native_bf16"], bool) and rec["environment"]["cpu"]
+    assert ("dirty" in rec["code_version"]) == (rec["code_diff"] is not None or "dirty-" in rec["code_version"])
+
+
+def test_stale_records_are_flagged_and_kept_unless_retrained(tmp_path, caplog):
+    params = _params(tmp_path, methods=["baseline"], seeds=[0])
+    study = Study(params)
+    study.run(progress=False)
+    (run_id,) = study.status().run_id
+    path = Store(tmp_path).record_path(run_id)
+    rec = json.loads(path.read_text())
+    rec["numerics_revision"] = kdnb.NUMERICS_REVISION - 1
+    Store(tmp_path).write({k: v for k, v in rec.items() if k != "checksum"})
+    assert list(study.status().state) == ["stale"]
+    study.run(progress=False)
+    assert "older numerics revision" in caplog.text and list(study.status().state) == ["stale"]
+    study.run(progress=False, retrain_stale=True)
+    assert list(study.status().state) == ["done"]
+
+
+def test_cell_selection_narrows_the_grid(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(_params(tmp_path).__dict__))
+    assert cli.main(["study", str(path), "--methods", "baseline", "--seeds", "1", "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "missing: 1" in out and "hinton" not in out
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_code_version_names_the_commit_and_hashes_an_uncommitted_diff(tmp_path):
+    """A copy of the package in its own repository: clean, then edited, then with a new file."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "kdnb", repo / "kdnb", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    probe = ["import json, kdnb.store as s; print(json.dumps([s.code_version(), s.source_state()]))"]
+
+    def state():
+        out = subprocess.run([sys.executable, "-c", *probe], cwd=repo, capture_output=True, text=True, check=True,
+                             env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+        return json.loads(out.stdout)
+
+    sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
+    version, st = state()
+    assert version == f"{kdnb.__version__}+{sha}" and st["diff"] is None
+    with open(repo / "kdnb" / "losses.py", "a") as f:
+        f.write("# an edit\n")
+    version, st = state()
+    assert version == f"{kdnb.__version__}+{sha}.dirty-{st['diff_sha256'][:12]}" and "+# an edit" in st["diff"]
+    (repo / "kdnb" / "extra.py").write_text("X = 1\n")
+    version2, st2 = state()
+    assert version2 != version and "untracked kdnb/extra.py" in st2["diff"]
