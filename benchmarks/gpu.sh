@@ -8,12 +8,17 @@
 #                     optimizer), fused N = 1, 5, 10                                             (§8 C0, G0-G4)
 #   parity       150  bf16 vs fp32: 15 epochs, 1000/class, 3 seeds, baseline + Hinton, R8 <- R26 (§8 gate 3)
 #   bench_wrn    210  the same bench for WRN-16-2 <- WRN-40-2; then both merged into bench.json
+#   paper        rest paper-protocol cells of the ResNet-8 column (fp32, no TF32), resumed from
+#                     results/paper: the ResNet-26 teachers first, then baseline and Hinton students;
+#                     records, weights and checkpoints in $OUT/paper, ready to copy into results/paper
 #   profile      90   top kernels, kernel launches per step of the fastest kdnb variant (ResNet pair)
 #   profile_conventional 45, procs 120 (K concurrent processes of that variant, §8 G4p), fusedc 150
 #                     (fused N=5 under torch.compile): only with the time that is left
 # Every part writes into $OUT as it goes (the bench after every round), so a part that fails or is cut
-# leaves its partial results and the others'. Usage, from the repository root or anywhere:
-#   KDNB_DATA=/folder/with/cifar10_small.npz bash benchmarks/gpu.sh [OUT]     (OUT default ./gpu-results)
+# leaves its partial results and the others'. A killed paper run keeps its last epoch's checkpoint and
+# resumes from it wherever the store goes next. Usage, from the repository root or anywhere:
+#   KDNB_DATA=/folder/with/cifar10.npz bash benchmarks/gpu.sh [OUT]     (OUT default ./gpu-results)
+#   KDNB_GPU_PARTS="paper" bash benchmarks/gpu.sh [OUT]                 (only the named parts)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-./gpu-results}}
@@ -24,6 +29,9 @@ PY=${PYTHON:-python3}
 DEV=${KDNB_GPU_DEVICE:-cuda}                 # cpu: a dry run of this script, with the two settings below
 BENCH_ARGS=${KDNB_GPU_BENCH_ARGS:-}          # e.g. "--steps 1 --repeats 1 --variants conventional kdnb"
 PARITY_ARGS=${KDNB_GPU_PARITY_ARGS:-}        # e.g. "--epochs 1 --seeds 2 --dataset synthetic"
+PARTS=${KDNB_GPU_PARTS:-}                    # empty: every part
+PAPER_PARAMS=${KDNB_GPU_PAPER_PARAMS:-params/paper/generalization.yaml}
+PAPER_FROM=${KDNB_GPU_PAPER_FROM:-results/paper}   # the committed paper store, resumed
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/kdnb-inductor}   # shared by the procs part
 SUMMARY="$OUT/summary.txt"
@@ -33,6 +41,7 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 
 part() {  # part NAME MAX_SECONDS COMMAND...: stdout to NAME.txt, stderr to NAME.log
   local name=$1 max=$2; shift 2
+  if [ -n "$PARTS" ] && [[ " $PARTS " != *" $name "* ]]; then return 1; fi
   local left=$(( BUDGET - SECONDS ))
   (( left < max )) && max=$left
   if (( max < 20 )); then note "skip $name: ${left}s of the budget left"; return 1; fi
@@ -97,6 +106,17 @@ if parts:
     print(table(merged))
 PYEOF
 cat "$OUT/bench-table.txt" >> "$SUMMARY"
+
+# Paper-protocol cells with the rest of the budget: the study trains the teachers first, then the students
+# in grid order (baseline seeds 0-4, then Hinton once the best of the five teacher seeds is known).
+mkdir -p "$OUT/paper"
+[ -d "$PAPER_FROM/runs" ] && cp -r "$PAPER_FROM/." "$OUT/paper/"
+rm -f "$OUT"/paper/runs/*/lock
+part paper $(( BUDGET - SECONDS )) $PY -m kdnb.cli study "$PAPER_PARAMS" --students resnet8 --methods baseline hinton \
+  --store "$OUT/paper" --device $DEV --no-progress
+$PY -m kdnb.cli study "$PAPER_PARAMS" --students resnet8 --methods baseline hinton --store "$OUT/paper" --status \
+  2>&1 | tail -n 12 | tee -a "$SUMMARY"
+rm -f "$OUT"/paper/runs/*/lock
 
 BEST=$($PY -c "
 import json

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--data-root")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
 
     s = sub.add_parser("study", help="train what a params file's grid lacks in the store")
     s.add_argument("params", help="params/<profile>/<section>.yaml")
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--retrain-stale", action="store_true",
                    help="retrain runs recorded under an older numerics revision (default: keep them)")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
 
     b = sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book")
     b.add_argument("--profile", default="mini")
@@ -83,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(a: argparse.Namespace) -> int:
     from kdnb.store import Store
-    from kdnb.study import Params, Study
+    from kdnb.study import Params, Study, check_bf16
     from kdnb.train import train_run
 
     d: dict[str, Any] = {}
@@ -104,6 +106,8 @@ def _train(a: argparse.Namespace) -> int:
     d.update({k: v for k, v in flags.items() if v is not None})
     cfg = RunConfig.from_dict(d)
     store = Store(a.store)
+    if store.done(cfg.run_id) is None:
+        check_bf16(cfg.precision, a.device, a.allow_emulated_bf16)
     if cfg.teacher is not None and cfg.teacher_run is None:
         dd = cfg.data
         params = Params(store=a.store, dataset=dd.dataset, train_per_class=dd.train_per_class,
@@ -139,9 +143,9 @@ def _study(a: argparse.Namespace) -> int:
         print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
         return 0
     if not a.no_train and (params.executor != "local" or params.workers > 1):
-        return dispatch(params, a.params)
+        return dispatch(params, a.params, allow_emulated_bf16=a.allow_emulated_bf16)
     df = study.run(train=not a.no_train, progress=not a.no_progress, retry_failed=a.retry_failed,
-                   retrain_stale=a.retrain_stale)
+                   retrain_stale=a.retrain_stale, allow_emulated_bf16=a.allow_emulated_bf16)
     cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]
     print(df[[c for c in cols if c in df]].to_string(index=False))
     return 0

@@ -1,6 +1,5 @@
-"""Records say what made them: code (with any uncommitted diff), numerics revision, machine, segments.
-
-Also the study's refusals that keep results independent: a student may not share its teacher's seed.
+"""What keeps results trustworthy: records that say what made them (code with any uncommitted diff,
+numerics revision, machine, segments), independent seeds, and no silent bf16 emulation on the CPU.
 """
 
 import json
@@ -126,3 +125,28 @@ def test_code_version_names_the_commit_and_hashes_an_uncommitted_diff(tmp_path):
     (repo / "kdnb" / "extra.py").write_text("X = 1\n")
     version2, st2 = state()
     assert version2 != version and "untracked kdnb/extra.py" in st2["diff"]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_is_refused_unless_allowed(tmp_path, monkeypatch, capsys, native):
+    import yaml
+
+    import kdnb.store
+
+    monkeypatch.setattr(kdnb.store, "native_bf16", lambda: native)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**_params(tmp_path).__dict__, "methods": ["baseline"], "seeds": [0],
+                                    "precision": "bf16"}))
+    train = ["train", "--student", "resnet8", "--dataset", "synthetic", "--epochs", "1", "--precision", "bf16",
+             "--store", str(tmp_path / "t"), "--device", "cpu", "--no-progress"]
+    if native:  # nothing is refused: the grid trains
+        assert cli.main(["study", str(path), "--no-progress"]) == 0
+        return
+    for argv in (["study", str(path), "--no-progress"], train):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no native bf16" in err[0] and "--allow-emulated-bf16" in err[0], err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "t").exists()
+    assert cli.main([*train, "--allow-emulated-bf16"]) == 0
+    assert cli.main(["study", str(path), "--no-progress", "--allow-emulated-bf16"]) == 0
+    assert cli.main(["study", str(path), "--no-progress"]) == 0  # all done: nothing left to train
