@@ -16,6 +16,8 @@ from kdnb.study import Study, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = sorted((ROOT / "params" / "mini").glob("*.yaml"))
+ABLATIONS = sorted((ROOT / "params" / "mini" / "ablations").glob("*.yaml"))  # shown where their runs exist
+MINI = str(ROOT / "results" / "mini")
 
 
 @pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
@@ -26,14 +28,19 @@ def test_every_mini_run_is_done(path):
 
 
 def test_records_carry_config_code_version_and_environment():
-    records = list(Store(ROOT / "results" / "mini").records())
-    studies = [Study(load_params(str(path), store=str(ROOT / "results" / "mini"))) for path in PARAMS]
-    grid = {r for study in studies for r in study.status()["run_id"]}
-    assert {r["run_id"] for r in records} == grid  # no record outside the mini grid
+    records = list(Store(MINI).records())
+    main = {r for path in PARAMS for r in Study(load_params(str(path), store=MINI)).status()["run_id"]}
+    precision = {r: load_params(str(path)).precision for path in PARAMS + ABLATIONS
+                 for r in Study(load_params(str(path), store=MINI)).status()["run_id"]}
+    assert main <= {r["run_id"] for r in records} <= set(precision)  # no record outside the mini grids
     for r in records:
         assert r["status"] == "done" and r["config"]["data"]["dataset"] == "cifar10", r["run_id"]
-        assert r["config"]["precision"] == "bf16" and r["config"]["data"]["test_per_class"] is None, r["run_id"]
+        assert r["config"]["precision"] == precision[r["run_id"]], r["run_id"]
+        assert r["config"]["data"]["test_per_class"] is None, r["run_id"]
         assert r["code_version"] and r["environment"]["torch"] and r["device"], r["run_id"]
+        if r["run_id"] not in main:  # made after records became traceable
+            assert "dirty" not in r["code_version"] or r["code_diff"] is not None, r["run_id"]
+            assert r["numerics_revision"] >= 1 and r["segments"], r["run_id"]
 
 
 def test_the_transfer_matrix_is_stored():
@@ -49,9 +56,12 @@ def test_the_transfer_matrix_is_stored():
 
 
 def test_only_records_are_committed():
+    """results/mini holds JSON only; results/paper also each finished run's weights and unfinished checkpoints."""
     try:
         out = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
     files = out.stdout.split()
-    assert files and all(f.endswith(".json") for f in files), [f for f in files if not f.endswith(".json")]
+    weights = ("model.pt", "checkpoint.pt")
+    bad = [f for f in files if not (f.endswith(".json") or (f.startswith("results/paper/") and f.endswith(weights)))]
+    assert files and not bad, bad
