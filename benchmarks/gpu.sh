@@ -70,7 +70,7 @@ print(\"device\", torch.cuda.get_device_name(), \"python\", platform.python_vers
 
 part gate 45 $PY -c "
 import json, torch
-from kdnb.fused import check_equivalence
+from benchmarks.fused import check_equivalence
 torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 cases = {'fp32_resnet8': ('resnet8', 'resnet26', torch.float32, 1),
          'fp32_wrn16_2': ('wrn16_2', 'wrn40_2', torch.float32, 1),
@@ -94,7 +94,7 @@ part bench_wrn 210 $PY -m kdnb.bench --json --device $DEV --pairs wrn16_2:wrn40_
   --out "$OUT/bench-wrn.json"
 $PY - "$OUT" > "$OUT/bench-table.txt" 2>> "$OUT/bench.log" <<'PYEOF'
 import json, pathlib, sys
-from kdnb.bench import _grid, _summary, table
+from benchmarks.bench import _grid, _summary, table
 out = pathlib.Path(sys.argv[1])
 parts = [json.loads(f.read_text()) for f in (out / "bench-resnet.json", out / "bench-wrn.json") if f.exists()]
 if parts:

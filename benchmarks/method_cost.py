@@ -1,11 +1,11 @@
 """CPU cost of each distillation method relative to Hinton: one epoch of each stage, and a whole run.
 
-Runs the training step of ``kdnb.train`` (each parameter group's loss, backward and SGD step, in
-order) over one epoch of the same data for every method, ResNet-8 student, ResNet-26 teacher,
-without the per-epoch evaluation. Each stage runs at its own recipe's batch size (BSS 256, ONE 128,
+Runs ``kdnb.train``'s set-up (``build_method``) and step (``train_step``: the method's step, the
+metrics on the device) over one epoch of the same data for every method, ResNet-8 student,
+ResNet-26 teacher, without the per-epoch evaluation. Each stage runs at its own recipe's batch size (BSS 256, ONE 128,
 the others ``--batch-size``). A whole run weighs each stage's per-epoch cost by its length in the
 paper's 200-epoch protocol: FitNet/FSP 100 stage-1 + 200 Hinton epochs, ONE 300, BSS 200 of which
-the first 149 attack (β_e > 0, spec part 1 §4.1) and the rest do not.
+the first 149 attack (β_e > 0, protocol § BSS) and the rest do not.
 
 The teacher is randomly initialised (its accuracy does not change the FLOPs), so few samples would
 be jointly correct; by default the BSS attack is therefore given its full load, ``attack_size``
@@ -27,21 +27,24 @@ from kdnb.config import RunConfig
 from kdnb.data import DeviceData, make_splits
 from kdnb.methods import METHODS, Method, Stage
 from kdnb.models import build
+from kdnb.train import Metrics, build_method, train_step
+
+CPU = torch.device("cpu")
 
 
 def epoch_seconds(method: Method, stage: Stage, data: DeviceData, epoch: int) -> float:
     """Seconds for one epoch of ``stage`` (the loop of kdnb.train without evaluation)."""
-    opts = [torch.optim.SGD(g, lr=stage.lr_at(epoch), momentum=stage.momentum, weight_decay=stage.weight_decay)
-            for g in method.param_groups(stage)]
+    opts = method.optimizers(stage)
+    for opt in opts:
+        for pg in opt.param_groups:
+            pg["lr"] = stage.lr_at(epoch)
     method.train()
     gen = torch.Generator().manual_seed(0)  # the same batches for every method
+    metrics = Metrics(CPU)
     t0 = time.perf_counter()
     for x, y in data.batches(stage.batch_size, gen):
-        for gi, opt in enumerate(opts):
-            loss, _ = method.loss(x, y, stage, epoch, gi)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_step(method, stage, epoch, opts, x, y, metrics)
+    metrics.read()
     return time.perf_counter() - t0
 
 
@@ -49,7 +52,7 @@ def phases(method: Method) -> list[tuple[str, Stage, int, int]]:
     """(label, stage, epoch index to time, epochs of this kind in a 200-epoch run) for each phase."""
     out = []
     for stage in method.stages():
-        if method.name == "bss":  # the attack runs while β_e > 0 (spec part 1 §4.1)
+        if method.name == "bss":  # the attack runs while β_e > 0 (protocol § BSS)
             attack = sum(losses.bss_weights(e, stage.epochs)[1] > 0 for e in range(1, stage.epochs + 1))
             out += [("attack", stage, 0, attack), ("β=0", stage, stage.epochs - 1, stage.epochs - attack)]
         else:
@@ -73,7 +76,7 @@ def main() -> None:
 
     base = {"student": args.student, "epochs": 200, "batch_size": args.batch_size,
             "data": {"dataset": args.dataset, "train_per_class": args.per_class, "test_per_class": 1}}
-    data = DeviceData(make_splits(RunConfig.from_dict(base).data)[0], torch.device("cpu"))
+    data = DeviceData(make_splits(RunConfig.from_dict(base).data)[0], CPU)
     if args.bss_load == "full":
         attacks.bss_select = lambda t, s, y, attack_size=32: torch.arange(min(attack_size, len(y)))
 
@@ -82,8 +85,7 @@ def main() -> None:
         cfg = RunConfig.from_dict({**base, "method": name, "teacher": args.teacher})
         torch.manual_seed(0)
         teacher = build(args.teacher, cfg.num_classes).eval().requires_grad_(False) if cfg.teacher else None
-        method = METHODS[name](cfg, teacher)
-        method.generator = torch.Generator().manual_seed(0)
+        method = build_method(cfg, teacher, CPU)
         todo += [(name, method, *phase) for phase in phases(method)]
     best = [float("inf")] * len(todo)
     for r in range(args.epochs):  # rounds over all phases, so that load from elsewhere spreads over them

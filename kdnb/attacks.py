@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kdnb.store import atomic_torch_save
 
 try:
     from tqdm.auto import tqdm
@@ -155,22 +157,22 @@ def fingerprint(x: Tensor, y: Tensor) -> str:
     return h.hexdigest()
 
 
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 of a model's weights: the names, dtypes, shapes and bytes of its state_dict in key order.
+
+    The same for the same weights on any device and in any memory format; retrained weights differ.
+    """
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _attack_key(pgd_kwargs: Mapping, seed: int, data_fp: str) -> tuple[dict, str]:
     defaults = dict(eps=0.031, step=0.003, steps=20, random_start=True, clamp_init=False)
     key = {**defaults, **pgd_kwargs, "seed": seed, "data": data_fp}
     return key, hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _save_atomic(obj: dict, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _pairs(n_source: int, n_target: int, distinct: bool = True) -> list[tuple[int, int]]:
@@ -184,85 +186,58 @@ def _mean(values: Sequence[float]) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
-def transfer_matrix(
-    models: Mapping[str, Sequence[nn.Module]],
+def as_seeds(models: Mapping[str, nn.Module | Sequence[nn.Module]]) -> dict[str, list[nn.Module]]:
+    """Each method's models as a list, one per seed: a bare module counts as one seed (an
+    ``nn.ModuleList`` as its members); anything else is refused in one line."""
+    if {"Teacher", "mean"} & set(models):
+        raise ValueError("'Teacher' and 'mean' are reserved labels; rename those methods")
+    out = {}
+    for m, v in models.items():
+        seeds = list(v) if isinstance(v, nn.ModuleList) else [v] if isinstance(v, nn.Module) else v
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds or \
+                not all(isinstance(s, nn.Module) for s in seeds):
+            raise ValueError(f"models[{m!r}] must be a module or a non-empty list of modules (one per seed), "
+                             f"got {type(v).__name__}")
+        out[m] = list(seeds)
+    return out
+
+
+def craft(
+    source: nn.Module,
     x: Tensor,
     y: Tensor,
-    teacher: nn.Module | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    ids: Mapping[str, Sequence[str]] | None = None,
-    teacher_id: str | None = None,
     seed: int = 0,
-    batch_size: int = 1000,
-    progress: bool = True,
+    batch_size: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
     **pgd_kwargs,
-) -> pd.DataFrame:
-    """Transfer success rates (%) as in the paper's Fig. 1: index = target method, columns = source method.
+) -> tuple[Tensor, Tensor]:
+    """PGD examples crafted on ``source`` (random start from a CPU generator seeded with ``seed``) and
+    whether ``source`` classifies each clean image correctly.
 
-    ``models`` maps a method name to its models (one per seed, in seed order). Every source model is
-    attacked once with PGD on all of x and its examples are reused for every target. The random start
-    comes from a CPU ``torch.Generator`` seeded with ``seed`` (the same noise for every source, on any
-    device). Cell [target, source] is the mean rate over the ordered seed pairs (source seed i, target
-    seed j) with i ≠ j (spec part 2 §7.2); seed lists are matched by position. When no pair has i ≠ j
-    (both methods have a single model) the one pair (0, 0) is used; on the diagonal that pair is the same
-    model, so the cell is the white-box rate. Pairs with no jointly-correct image (NaN) are skipped.
-
-    Extra columns: "Teacher" (source = ``teacher``, mean over each method's target seeds) when a teacher
-    is given, and "mean" (mean over the method columns, diagonal included, Teacher excluded); an extra
-    row "mean" holds the mean over the target rows of every column.
-
-    With ``cache_dir``, the examples of each source are stored as ``{cache_dir}/{run_id}.{key}.pgd.pt``,
-    where ``run_id`` comes from ``ids`` (method -> run ids parallel to ``models``) or ``teacher_id``, and
-    ``key`` hashes the attack parameters, the seed and a fingerprint of (x, y); a later call with the same
-    inputs costs forward passes only. Each file holds the examples in x's dtype (about 123 MB for the
-    float32 CIFAR test set); files for other parameters are left in place.
+    With ``cache_dir`` both are kept as ``{cache_dir}/{weights}.{attack}.pgd.pt``: ``weights`` is the
+    start of ``weights_hash(source)`` and ``attack`` hashes the PGD settings, the seed and a fingerprint
+    of (x, y), so new weights, settings or test images never reuse old examples. A file holds the
+    examples in x's dtype (about 123 MB for the float32 CIFAR test set); others are left in place.
     """
-    if "generator" in pgd_kwargs:
-        raise ValueError("transfer_matrix seeds its own generator; pass seed= instead of generator=")
-    methods = list(models)
-    if {"Teacher", "mean"} & set(methods):
-        raise ValueError("'Teacher' and 'mean' are reserved labels; rename those methods")
-    sources: list[tuple[str | None, int, nn.Module, str | None]] = [
-        (m, i, mod, (ids[m][i] if ids is not None and m in ids else None))
-        for m in methods
-        for i, mod in enumerate(models[m])
-    ]
-    if teacher is not None:
-        sources.append((None, 0, teacher, teacher_id))  # None: the teacher
+    path = key = None
     if cache_dir is not None:
-        missing = [f"{m or 'teacher'}[{i}]" for m, i, _, rid in sources if rid is None]
-        if missing:
-            raise ValueError(f"cache_dir needs a run id for every source model; missing: {missing}")
-        os.makedirs(cache_dir, exist_ok=True)
         key, key_hash = _attack_key(pgd_kwargs, seed, fingerprint(x, y))
-    else:
-        key, key_hash = None, None
-
-    correct = {(m, j): predict(mod, x, batch_size) == y for m in methods for j, mod in enumerate(models[m])}
-    rates: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
-    bar = tqdm(sources, desc="PGD sources", disable=not progress) if tqdm is not None else sources
-    for src, i, source, run_id in bar:
-        n_src = len(models[src]) if src is not None else 1
-        path = os.path.join(cache_dir, f"{run_id}.{key_hash}.pgd.pt") if cache_dir is not None else None
-        blob = None
-        if path is not None and os.path.exists(path):
+        key = {**key, "weights": weights_hash(source)}
+        path = Path(cache_dir) / f"{key['weights'][:16]}.{key_hash}.pgd.pt"
+        if path.is_file():
             blob = torch.load(path, map_location=x.device, weights_only=True)
-        if blob is not None and blob.get("key") == key and blob["x_adv"].shape == x.shape:
-            x_adv, src_correct = blob["x_adv"], blob["correct"]
-        else:
-            gen = torch.Generator().manual_seed(seed)
-            x_adv = pgd(source, x, y, generator=gen, batch_size=batch_size, **pgd_kwargs)
-            src_correct = predict(source, x, batch_size) == y
-            if path is not None:
-                _save_atomic({"key": key, "x_adv": x_adv.cpu(), "correct": src_correct.cpu()}, path)
-        for tgt in methods:
-            pairs = _pairs(n_src, len(models[tgt]), distinct=src is not None)  # teacher: all target seeds
-            for j in [b for a, b in pairs if a == i]:
-                r = transfer_rate_from(x_adv, models[tgt][j], x, y, src_correct, correct[tgt, j], batch_size)
-                rates.setdefault((tgt, src or "Teacher"), {})[i, j] = r
-        del x_adv
+            if blob.get("key") == key and blob["x_adv"].shape == x.shape:
+                return blob["x_adv"], blob["correct"]
+    x_adv = pgd(source, x, y, generator=torch.Generator().manual_seed(seed), batch_size=batch_size, **pgd_kwargs)
+    correct = predict(source, x, batch_size) == y
+    if path is not None:
+        atomic_torch_save({"key": key, "x_adv": x_adv.cpu(), "correct": correct.cpu()}, path)
+    return x_adv, correct
 
-    columns = methods + (["Teacher"] if teacher is not None else [])
+
+def _matrix(rates: Mapping[tuple[str, str], Mapping], methods: list[str], teacher: bool) -> pd.DataFrame:
+    """Cells as means over their seed pairs, with the mean column (method sources) and the mean row."""
+    columns = methods + (["Teacher"] if teacher else [])
     df = pd.DataFrame(
         [[_mean(list(rates.get((t, s), {}).values())) for s in columns] for t in methods],
         index=pd.Index(methods, name="target"),
@@ -272,6 +247,56 @@ def transfer_matrix(
     df.insert(len(methods), "mean", df[methods].mean(axis=1))
     df.loc["mean"] = df.mean(axis=0)
     return df
+
+
+def transfer_matrix(
+    models: Mapping[str, nn.Module | Sequence[nn.Module]],
+    x: Tensor,
+    y: Tensor,
+    teacher: nn.Module | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    batch_size: int = 1000,
+    progress: bool = True,
+    **pgd_kwargs,
+) -> pd.DataFrame:
+    """Transfer success rates (%) as in the paper's Fig. 1: index = target method, columns = source method.
+
+    ``models`` maps a method name to its models, one per seed in seed order (a bare module is one
+    seed). Every source model is attacked once with PGD on all of x (``craft``; with ``cache_dir`` its
+    examples are kept, keyed by its weights) and its examples are reused for every target. The random
+    start comes from a CPU ``torch.Generator`` seeded with ``seed`` (the same noise for every source, on
+    any device). Cell [target, source] is the mean rate over the ordered seed pairs (source seed i,
+    target seed j) with i ≠ j (protocol § Transferability); seed lists are matched by position. When no
+    pair has i ≠ j (both methods have a single model) the one pair (0, 0) is used; on the diagonal that
+    pair is the same model, so the cell is the white-box rate. Pairs with no jointly-correct image (NaN)
+    are skipped.
+
+    Extra columns: "Teacher" (source = ``teacher``, mean over each method's target seeds) when a teacher
+    is given, and "mean" (mean over the method columns, diagonal included, Teacher excluded); an extra
+    row "mean" holds the mean over the target rows of every column.
+    """
+    if "generator" in pgd_kwargs:
+        raise ValueError("transfer_matrix seeds its own generator; pass seed= instead of generator=")
+    seeds = as_seeds(models)
+    methods = list(seeds)
+    sources = [(m, i, mod) for m in methods for i, mod in enumerate(seeds[m])]
+    sources += [(None, 0, teacher)] if teacher is not None else []  # None: the teacher
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+    correct = {(m, j): predict(mod, x, batch_size) == y for m in methods for j, mod in enumerate(seeds[m])}
+    rates: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
+    bar = tqdm(sources, desc="PGD sources", disable=not progress) if tqdm is not None else sources
+    for src, i, source in bar:
+        x_adv, src_correct = craft(source, x, y, seed, batch_size, cache_dir, **pgd_kwargs)
+        n_src = len(seeds[src]) if src is not None else 1
+        for tgt in methods:
+            pairs = _pairs(n_src, len(seeds[tgt]), distinct=src is not None)  # teacher: all target seeds
+            for j in [b for a, b in pairs if a == i]:
+                r = transfer_rate_from(x_adv, seeds[tgt][j], x, y, src_correct, correct[tgt, j], batch_size)
+                rates.setdefault((tgt, src or "Teacher"), {})[i, j] = r
+        del x_adv
+    return _matrix(rates, methods, teacher is not None)
 
 
 # ---------------------------------------------------------------------------------------------------

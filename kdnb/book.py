@@ -1,19 +1,26 @@
 """Build the book: execute the result notebooks with papermill, then build the HTML with Jupyter Book.
 
-Notebooks in git have no outputs; the executed copies are build products:
+``kdnb book`` builds the checkout it is run from: the working directory, or ``--root DIR``, which
+must hold ``book/``, ``params/`` and (to build the HTML) ``_config.yml`` and ``_toc.yml``. Notebooks
+in git have no outputs; the executed copies are build products, all under that checkout:
 
     build/book/<profile>/<name>.ipynb  the executed notebooks (a copy is replaced only when its run succeeded)
-    build/site/                        the book's sources as they are in the repository (_config.yml, _toc.yml,
-                                       book/*.md, book/_static) with the executed notebooks in book/
+    build/site/                        the book's sources as they are in the checkout (_config.yml, _toc.yml,
+                                       book/*.md, book/_static) with the executed notebooks in book/ and
+                                       each page's runs as book/data/<name>-runs.csv
     _build/html/                       the HTML: ``jupyter-book build build/site --path-output . -W -n --keep-going``
 
-Outside the paper profile every page gets a banner saying which profile built it.
+Outside the paper profile every page gets a banner saying which profile built it. Each cell has a
+time limit (``cell_timeout``; by default only when the build trains nothing), so a stuck notebook
+fails naming itself and the cell.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -25,14 +32,33 @@ import yaml
 
 from kdnb.pages import banner
 
-ROOT = Path(__file__).resolve().parent.parent
-# notebook (book/<name>.ipynb) -> section (params/<profile>/<section>.yaml), in the book's order
+# notebook (book/<name>.ipynb) -> section (params/<profile>/<section>.yaml), in the order they are executed:
+# the summary page (first in _toc.yml) reads the stored runs of the others, so it is executed last
 NOTEBOOKS = {"00-teachers": "teachers", "01-generalization": "generalization", "02-label-noise": "label_noise",
-             "03-imbalance": "imbalance", "04-transferability": "transferability"}
+             "03-imbalance": "imbalance", "04-transferability": "transferability", "summary": "summary"}
+TEACHERS_PAGE = "00-teachers"  # also reports the teachers of every other grid of the profile
+SUMMARY_PAGE = "summary"  # reports the students of every other grid of the profile; its params file has no grid
+# Seconds per cell when nothing is trained: the slowest cell of the mini book takes about 30 s on a
+# loaded 2-core CPU, so 30 minutes leaves a margin of 60x and still ends a hang.
+DEFAULT_CELL_TIMEOUT = 1800
+# Run states of `Study.status` that a notebook allowed to train would train (or wait for).
+TO_TRAIN = ("missing", "interrupted", "running", "waiting for teacher", "corrupt")
+# Longest single wait on a kernel socket; see _kernel_manager_class.
+POLL_S = 1.0
 
 
 def _say(msg: str) -> None:
     print(f"kdnb book: {msg}", file=sys.stderr, flush=True)
+
+
+def checkout_problem(root: Path, build: bool = True) -> str | None:
+    """Why ``root`` is not a kdnb checkout that ``kdnb book`` can run in, or None when it is."""
+    need = ["book/", "params/", *(["_config.yml", "_toc.yml"] if build else [])]
+    missing = [n for n in need if not (root / n.rstrip("/")).exists()]
+    if not missing:
+        return None
+    return (f"{root} is not a kdnb checkout (no {', '.join(missing)}); run kdnb book in the repository's "
+            "root folder or pass --root DIR")
 
 
 def select(only: list[str] | None) -> list[str]:
@@ -50,13 +76,66 @@ def select(only: list[str] | None) -> list[str]:
     return [n for n in NOTEBOOKS if n in chosen]
 
 
-def execute(name: str, params_file: Path, out_dir: Path, train: bool, root: Path = ROOT) -> str | None:
-    """Run book/<name>.ipynb with the params file (plus ``train``) into out_dir/<name>.ipynb.
+def _first_line(text: str) -> str:
+    lines = [s.strip() for s in str(text).splitlines() if s.strip()]
+    return lines[0] if lines else ""
+
+
+def _cell_summary(cell) -> str:
+    """The cell's first line of code that is not an import, shortened: enough to find the cell."""
+    code = [s.strip() for s in cell.source.splitlines() if s.strip() and not s.lstrip().startswith("#")]
+    snippet = next((s for s in code if not s.startswith(("import ", "from "))), code[0] if code else "")
+    return snippet if len(snippet) <= 60 else snippet[:57] + "..."
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    """The kernel manager papermill runs notebooks with: jupyter_client's, but its client waits on the
+    shell and IOPub sockets in slices of at most POLL_S seconds, each slice polling afresh.
+
+    A single long wait can miss a message that is already there (the socket's edge-triggered
+    readiness signal is lost), and nbclient waits for a cell's reply with the cell's whole time
+    limit, or forever: the executed cell is done and its kernel idle, yet the notebook hangs until
+    the limit runs out. A fresh poll sees the waiting message at once.
+    """
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Type, default
+
+    class SlicedWaitChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout: float | None = None) -> dict:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - time.monotonic()))
+                try:
+                    return await super().get_msg(left)
+                except queue.Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+    class SlicedWaitClient(AsyncKernelClient):
+        shell_channel_class = Type(SlicedWaitChannel)
+        iopub_channel_class = Type(SlicedWaitChannel)
+
+    class KernelManager(AsyncKernelManager):
+        @default("client_factory")
+        def _sliced_wait_client(self) -> type:
+            return SlicedWaitClient
+
+    return KernelManager
+
+
+def execute(name: str, params_file: Path, out_dir: Path, train: bool, root: Path,
+            cell_timeout: int | None = DEFAULT_CELL_TIMEOUT) -> str | None:
+    """Run book/<name>.ipynb of ``root`` with the params file (plus ``train``) into out_dir/<name>.ipynb.
 
     The notebook is written to a temporary file and moved into place only when it ran without error,
-    so a failed run never replaces the last good page. Returns None, or the error in one line.
+    so a failed run never replaces the last good page. A cell that runs longer than ``cell_timeout``
+    seconds (None or 0: no limit) is stopped with its kernel. Returns None, or the error in one line.
     """
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours to print
     params = yaml.safe_load(params_file.read_text()) or {}
@@ -65,18 +144,102 @@ def execute(name: str, params_file: Path, out_dir: Path, train: bool, root: Path
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".ipynb")
     os.close(fd)
     src = root / "book" / f"{name}.ipynb"
+    current: dict = {}  # the code cell being executed, for the error line
+
+    def on_cell_execute(cell, cell_index: int) -> None:
+        current.update(cell=cell, index=cell_index)
+
     try:
         pm.execute_notebook(str(src), tmp, parameters=params, kernel_name="python3", cwd=str(root),
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, execution_timeout=cell_timeout or None,
+                            on_cell_execute=on_cell_execute, kernel_manager_class=_kernel_manager_class())
     except pm.PapermillExecutionError as err:
         Path(tmp).unlink(missing_ok=True)
-        return f"book/{name}.ipynb failed in cell {err.exec_count}: {err.ename}: {err.evalue}"
+        return f"book/{name}.ipynb failed in cell {err.exec_count}: {err.ename}: {_first_line(err.evalue)}"
+    except CellTimeoutError:
+        Path(tmp).unlink(missing_ok=True)
+        cell = current.get("cell")
+        which = (f"cell {cell.get('execution_count') or current['index']} (`{_cell_summary(cell)}`)"
+                 if cell is not None else "a cell")
+        return (f"book/{name}.ipynb: {which} ran past the limit of {cell_timeout} s per cell and was stopped "
+                "(kdnb book --cell-timeout SECONDS; 0 for no limit)")
     except Exception as err:  # the kernel died, a bad parameter, ...
         Path(tmp).unlink(missing_ok=True)
-        return f"book/{name}.ipynb failed: {type(err).__name__}: {err}"
+        return f"book/{name}.ipynb failed: {type(err).__name__}: {_first_line(err)}"
     os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
     os.replace(tmp, out_dir / f"{name}.ipynb")
     return None
+
+
+# --- each page's runs as a CSV ---------------------------------------------------------------------
+
+
+def _study(params_file: Path, root: Path):
+    from kdnb.study import Study, load_params
+
+    p = load_params(params_file)
+    if not Path(p.store).is_absolute():  # stores are named relative to the checkout
+        p.store = str(root / p.store)
+    return Study(p)
+
+
+def grid_files(pdir: Path) -> list[Path]:
+    """The params files of a profile that define a grid of runs (all but the summary page's)."""
+    return [f for f in sorted(pdir.glob("*.yaml")) if f.stem != NOTEBOOKS[SUMMARY_PAGE]]
+
+
+def page_grids(name: str, pdir: Path) -> list[tuple[Path, str | None]]:
+    """(params file, role or None for every role) of the grids whose runs book/<name>.ipynb shows:
+    its section's file and its variants (``generalization_cifar100.yaml``); the teachers page adds
+    the teachers of every other grid of the profile, the summary page shows the students of all."""
+    if name == SUMMARY_PAGE:
+        return [(f, "student") for f in grid_files(pdir)]
+    section = NOTEBOOKS[name]
+    own = sorted({*pdir.glob(f"{section}.yaml"), *pdir.glob(f"{section}_*.yaml")})
+    grids: list[tuple[Path, str | None]] = [(f, None) for f in own]
+    if name == TEACHERS_PAGE:
+        grids += [(f, "teacher") for f in grid_files(pdir) if f not in own]
+    return grids
+
+
+def page_runs(name: str, pdir: Path, root: Path):
+    """The runs of a page, one row per run with the columns of ``kdnb.store.load`` and ``role``."""
+    import pandas as pd
+
+    from kdnb import store
+
+    frames = []
+    for params_file, role in page_grids(name, pdir):
+        study = _study(params_file, root)
+        grid = study.status().dropna(subset=["run_id"])[["run_id", "role"]]
+        if role:
+            grid = grid[grid["role"] == role]
+        frames.append(store.load(study.params.store).merge(grid.drop_duplicates("run_id"), on="run_id"))
+    if not frames:
+        return pd.DataFrame(columns=[*store.COLUMNS, "status", "kind", "role"])
+    df = pd.concat(frames, ignore_index=True)
+    # a run that is a teacher in one of the page's grids is shown as one
+    df = df.sort_values("role", key=lambda r: r != "teacher", kind="stable").drop_duplicates("run_id")
+    df = df.sort_values(["role", "student", "method", "noise", "imbalance", "seed"], kind="stable",
+                        na_position="first")
+    return df.reset_index(drop=True)
+
+
+def _link_runs(notebook: Path, csv: str, n_runs: int) -> None:
+    """Insert, after the notebook's title cell, a paragraph linking the page's runs as a CSV."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    at = next((i + 1 for i, c in enumerate(nb.cells)
+               if c.cell_type == "markdown" and any(s.startswith("# ") for s in c.source.splitlines())), 0)
+    text = (f"**Runs of this page:** {{download}}`{csv} <data/{csv}>`, {n_runs} run{'' if n_runs == 1 else 's'}, "
+            "one row per run: its configuration, final and best test accuracy, wall time, device and code "
+            "version (the columns of `kdnb.store.load`, and `role`).")
+    nb.cells.insert(at, nbformat.v4.new_markdown_cell(text, id="kdnb-runs-csv"))
+    nbformat.write(nb, notebook)
+
+
+# --- the HTML ---------------------------------------------------------------------------------------
 
 
 def _with_banner(text: str, html: str) -> str:
@@ -86,15 +249,16 @@ def _with_banner(text: str, html: str) -> str:
     return "\n".join([*lines[:at], "", html, "", *lines[at:]]) + "\n"
 
 
-def assemble(profile: str, executed: Path, site: Path, root: Path = ROOT) -> None:
-    """Copy the book's sources and the executed notebooks into ``site`` (same layout as the repository)."""
+def assemble(profile: str, executed: Path, site: Path, root: Path) -> None:
+    """Copy the book's sources and the executed notebooks into ``site`` (same layout as the checkout),
+    with each results page's runs as ``book/data/<name>-runs.csv`` and a link to it on the page."""
     missing = [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
     if missing:
         raise FileNotFoundError(f"no executed copy of {', '.join(missing)} in {executed}; run `kdnb book --profile "
                                 f"{profile}` without --only first")
     if site.exists():
         shutil.rmtree(site)
-    (site / "book").mkdir(parents=True)
+    (site / "book" / "data").mkdir(parents=True)
     for f in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / f, site / f)
     html = banner(profile)
@@ -104,6 +268,9 @@ def assemble(profile: str, executed: Path, site: Path, root: Path = ROOT) -> Non
     shutil.copytree(root / "book" / "_static", site / "book" / "_static")
     for n in NOTEBOOKS:
         shutil.copy2(executed / f"{n}.ipynb", site / "book" / f"{n}.ipynb")
+        runs = page_runs(n, root / "params" / profile, root)
+        runs.to_csv(site / "book" / "data" / f"{n}-runs.csv", index=False)
+        _link_runs(site / "book" / f"{n}.ipynb", f"{n}-runs.csv", len(runs))
 
 
 def jupyter_book(site: Path, out: Path) -> int:
@@ -114,23 +281,53 @@ def jupyter_book(site: Path, out: Path) -> int:
     return subprocess.run(cmd).returncode
 
 
+def trains(pdir: Path, root: Path) -> bool:
+    """Whether a notebook of this profile, allowed to train, would train: some run of one of its grids
+    is missing from the store (or is being trained elsewhere)."""
+    for params_file in grid_files(pdir):
+        try:
+            states = _study(params_file, root).status()["state"]
+        except Exception:  # a bad params file: its notebook fails at once and says why
+            continue
+        if states.isin(TO_TRAIN).any():
+            return True
+    return False
+
+
 def build_book(profile: str = "mini", train: bool = True, only: list[str] | None = None, build: bool = True,
-               root: Path = ROOT) -> int:
-    """Execute the notebooks of a profile (``only``: some of them) and build the HTML book.
+               root: str | os.PathLike | None = None, cell_timeout: int | None = None) -> int:
+    """Execute the notebooks of a profile (``only``: some of them) and build the HTML book of the
+    checkout ``root`` (default: the working directory).
+
+    ``cell_timeout`` is the limit in seconds per notebook cell (0: none). By default a build that
+    trains nothing (``train`` False, or every run of the profile stored) gets DEFAULT_CELL_TIMEOUT,
+    and one that trains gets no limit: a single cell trains a page's whole grid (minutes for smoke,
+    hours for mini, days for paper), so any limit short enough to end a hang would stop real work.
 
     Returns 0 on success, 1 when a notebook or the HTML build failed (each failure is printed with
-    the notebook and its error line), 2 on bad arguments.
+    the notebook and its error line), 2 on bad arguments or when ``root`` is not a kdnb checkout.
     """
+    root = Path(root if root is not None else Path.cwd()).resolve()
+    problem = checkout_problem(root, build)
+    if problem:
+        _say(f"error: {problem}")
+        return 2
     pdir = root / "params" / profile
     if not pdir.is_dir():
         known = sorted(p.name for p in (root / "params").iterdir() if p.is_dir())
         _say(f"error: no params folder {pdir}; profiles: {', '.join(known)}")
+        return 2
+    if cell_timeout is not None and not (isinstance(cell_timeout, int) and cell_timeout >= 0):
+        _say(f"error: cell timeout {cell_timeout!r} must be a whole number of seconds >= 0 (0: no limit)")
         return 2
     try:
         names = select(only)
     except ValueError as err:
         _say(f"error: {err}")
         return 2
+    if cell_timeout is None:
+        cell_timeout = None if train and trains(pdir, root) else DEFAULT_CELL_TIMEOUT
+    limit = f"{cell_timeout} s per cell" if cell_timeout else "no time limit per cell"
     executed = root / "build" / "book" / profile
     failures = []
     for name in names:
@@ -139,8 +336,8 @@ def build_book(profile: str = "mini", train: bool = True, only: list[str] | None
             failures.append(f"book/{name}.ipynb: no params file {params_file}")
             continue
         t0 = time.perf_counter()
-        _say(f"executing book/{name}.ipynb with {params_file.relative_to(root)} (train={train})")
-        err = execute(name, params_file, executed, train, root)
+        _say(f"executing book/{name}.ipynb with {params_file.relative_to(root)} (train={train}, {limit})")
+        err = execute(name, params_file, executed, train, root, cell_timeout)
         if err:
             failures.append(err)
             _say(f"FAILED {err}")

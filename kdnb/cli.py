@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
     b.add_argument("--only", nargs="+", help="execute only these sections")
     b.add_argument("--skip-build", action="store_true", help="execute notebooks only")
+    b.add_argument("--root", help="the checkout to build (default: the working directory)")
+    b.add_argument("--cell-timeout", type=int, metavar="SECONDS",
+                   help="stop a notebook whose cell runs longer (0: no limit; default: 1800 when nothing is "
+                        "trained, no limit when the build trains)")
 
     bench = sub.add_parser("bench", help="the kdnb loop against a conventional loop, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -154,7 +158,8 @@ def _study(a: argparse.Namespace) -> int:
 def _book(a: argparse.Namespace) -> int:
     from kdnb.book import build_book
 
-    return build_book(a.profile, train=not a.no_train, only=a.only, build=not a.skip_build)
+    return build_book(a.profile, train=not a.no_train, only=a.only, build=not a.skip_build, root=a.root,
+                      cell_timeout=a.cell_timeout)
 
 
 def _bench(a: argparse.Namespace) -> int:
@@ -171,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     from kdnb.data import DataNotFound
+    from kdnb.store import CorruptRecord
     from kdnb.study import MissingRuns, TeacherFailed
 
     handlers = {"train": _train, "study": _study, "book": _book, "bench": _bench}
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataNotFound, MissingRuns) as err:
         print(f"kdnb: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except TeacherFailed as err:
+    except (TeacherFailed, CorruptRecord) as err:  # CorruptRecord: e.g. a teacher whose weights are absent
         print(f"kdnb: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # disk full, unwritable store: one line, never a traceback

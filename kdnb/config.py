@@ -1,29 +1,36 @@
 """Run configuration: one flat record of everything that decides a run's result, validated up front.
 
-The run id is a hash of the fields that change the result (`RunConfig.identity`); device, compile
-and layout switches are recorded but not hashed, so a run is found again wherever it was trained.
+The run id is a hash of the fields that change the result (`RunConfig.identity`); device, compile,
+layout and evaluation-batch switches are recorded but not hashed, so a run is found again wherever
+it was trained. The method's part of the validation (its arguments, its defaults, its own checks)
+lives with the methods, in ``kdnb.methods.validate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from kdnb import ConfigError, methods
 from kdnb.data import DATASETS, NUM_CLASSES, DataSpec
+from kdnb.models import canonical_name, names
 from kdnb.store import config_hash
 
-PRECISIONS = ("fp32", "bf16")
-SHORTCUTS = ("A", "B")
+__all__ = ["ConfigError", "RunConfig", "validate", "PRECISIONS", "SHORTCUTS", "EVAL_BATCH"]
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the value and the valid choices."""
+PRECISIONS = ("fp32", "bf16")  # fp32 is the paper's; bf16 autocast (protocol § Training)
+SHORTCUTS = ("A", "B")  # ResNet down-sampling shortcuts, B by default (protocol § Models)
+# Test batch when eval_batch_size is None. The CPU is cache-bound: at 1000 images the activations
+# leave the cache and evaluation ran at 0.5-0.8x of batches of 128 (benchmarks/RESULTS.md); a GPU is
+# launch-bound and wants few, large batches. Evaluation mode makes accuracy independent of it.
+EVAL_BATCH = {"cpu": 128, "cuda": 1000}
 
 
 @dataclass
 class RunConfig:
-    """One training run. Schedules are the paper's standard scheme (DECISIONS.md, "Training").
+    """One training run; the defaults are the paper's standard scheme (paper §III; protocol § Training).
 
     ``epochs`` is the standard scheme's length (200 in the paper). Every other recipe (BSS, ONE,
     FitNet/FSP stage 1) is scaled by ``epochs / 200`` so that a shortened profile shortens all of
@@ -36,20 +43,20 @@ class RunConfig:
     teacher_run: str | None = None  # run id of the teacher's baseline run
     seed: int = 0
     data: DataSpec = field(default_factory=DataSpec)
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = 200  # paper §III
+    batch_size: int = 128  # paper §III
+    lr: float = 0.1  # paper §III
+    momentum: float = 0.9  # no Nesterov (protocol § Training)
+    weight_decay: float = 5e-4  # the AT and WRN code the paper follows (protocol § Training)
     milestones: tuple[float, ...] = (0.3, 0.6, 0.75)  # epochs 60, 120, 150 of 200 (paper §III)
-    lr_decay: float = 0.2
+    lr_decay: float = 0.2  # paper §III
     shortcut: str = "B"
     method_args: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     # Not part of the identity: how, not what, is computed.
-    channels_last: bool = True  # measured 1.4x on the CPU (benchmarks/RESULTS.md); math unchanged
+    channels_last: bool = True  # 1.4x on the CPU (benchmarks/RESULTS.md); math unchanged
     compile: bool = False
-    eval_batch_size: int = 1000
+    eval_batch_size: int | None = None  # None: EVAL_BATCH of the device
 
     HASHED = ("method", "student", "teacher", "teacher_run", "seed", "data", "epochs", "batch_size", "lr",
               "momentum", "weight_decay", "milestones", "lr_decay", "shortcut", "method_args", "precision")
@@ -57,6 +64,13 @@ class RunConfig:
     @property
     def num_classes(self) -> int:
         return NUM_CLASSES[self.data.dataset]
+
+    def seed_for(self, purpose: str) -> int:
+        """An independent 63-bit seed per purpose (init, data, method) from the run seed (protocol § Seeds)."""
+        return int.from_bytes(hashlib.sha256(f"{self.seed}:{purpose}".encode()).digest()[:8], "little") >> 1
+
+    def eval_batch(self, device_type: str) -> int:
+        return self.eval_batch_size or EVAL_BATCH.get(device_type, EVAL_BATCH["cuda"])
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -88,10 +102,10 @@ class RunConfig:
         bad = sorted(set(data) - data_fields)
         if bad:
             raise ConfigError(f"unknown data field {bad[0]!r}; valid: {', '.join(sorted(data_fields))}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - fields)
         if bad:
-            raise ConfigError(f"unknown config field {bad[0]!r}; valid: {', '.join(sorted(names | data_fields))}")
+            raise ConfigError(f"unknown config field {bad[0]!r}; valid: {', '.join(sorted(fields | data_fields))}")
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         try:
@@ -110,12 +124,30 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _integer(v: Any, low: int, high: float = float("inf")) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _validate_data(d: DataSpec) -> DataSpec:
+    """Check the data fields; reset those that cannot matter, so equal runs get equal ids."""
+    _check(d.dataset in DATASETS, f"unknown dataset {d.dataset!r}; valid: {', '.join(DATASETS)}")
+    _check(_number(d.noise) and 0.0 <= d.noise <= 1.0, f"noise {d.noise!r} outside [0, 1]")
+    _check(d.imbalance is None or (_number(d.imbalance) and d.imbalance > 0),
+           f"imbalance ratio {d.imbalance!r} must be > 0 (or null for balanced data)")
+    for k in ("train_per_class", "test_per_class"):
+        v = getattr(d, k)
+        _check(v is None or (isinstance(v, int) and v >= 1), f"{k} {v!r} must be a positive integer or null")
+    if d.imbalance is None:
+        d = dataclasses.replace(d, imbalance_n_max=DataSpec.imbalance_n_max, imbalance_n_min=DataSpec.imbalance_n_min)
+    if d.noise == 0:
+        d = dataclasses.replace(d, noise_seed=DataSpec.noise_seed)
+    if d.dataset != "synthetic":
+        d = dataclasses.replace(d, synthetic_train=DataSpec.synthetic_train, synthetic_test=DataSpec.synthetic_test)
+    return d
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every field; fill the method's default arguments. Returns the completed config."""
-    from kdnb.methods import METHODS
-    from kdnb.models import canonical_name, names
-
-    _check(cfg.method in METHODS, f"unknown method {cfg.method!r}; valid: {', '.join(METHODS)}")
     for role in ("student", "teacher"):
         name = getattr(cfg, role)
         if name is None and role == "teacher":
@@ -124,43 +156,16 @@ def validate(cfg: RunConfig) -> RunConfig:
             setattr(cfg, role, canonical_name(str(name)))
         except ValueError:
             raise ConfigError(f"unknown {role} model {name!r}; valid: {', '.join(names())}") from None
-    d = cfg.data
-    _check(d.dataset in DATASETS, f"unknown dataset {d.dataset!r}; valid: {', '.join(DATASETS)}")
-    _check(_number(d.noise) and 0.0 <= d.noise <= 1.0, f"noise {d.noise!r} outside [0, 1]")
-    _check(d.imbalance is None or (_number(d.imbalance) and d.imbalance > 0),
-           f"imbalance ratio {d.imbalance!r} must be > 0 (or null for balanced data)")
-    for k in ("train_per_class", "test_per_class"):
-        v = getattr(d, k)
-        _check(v is None or (isinstance(v, int) and v >= 1), f"{k} {v!r} must be a positive integer or null")
-    # Fields that cannot matter are reset, so equal runs get equal ids whatever a params file says.
-    if d.imbalance is None:
-        d = dataclasses.replace(d, imbalance_n_max=DataSpec.imbalance_n_max, imbalance_n_min=DataSpec.imbalance_n_min)
-    if d.noise == 0:
-        d = dataclasses.replace(d, noise_seed=DataSpec.noise_seed)
-    if d.dataset != "synthetic":
-        d = dataclasses.replace(d, synthetic_train=DataSpec.synthetic_train, synthetic_test=DataSpec.synthetic_test)
-    cfg.data = d
-    _check(isinstance(cfg.epochs, int) and not isinstance(cfg.epochs, bool) and cfg.epochs >= 1,
-           f"epochs {cfg.epochs!r} must be an integer >= 1")
-    _check(isinstance(cfg.batch_size, int) and 1 <= cfg.batch_size <= 65536,
-           f"batch_size {cfg.batch_size!r} must be an integer in [1, 65536]")
-    _check(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**31, f"seed {cfg.seed!r} must be an integer in [0, 2^31)")
+    cfg.data = _validate_data(cfg.data)
+    _check(_integer(cfg.epochs, 1), f"epochs {cfg.epochs!r} must be an integer >= 1")
+    _check(_integer(cfg.batch_size, 1, 65536), f"batch_size {cfg.batch_size!r} must be an integer in [1, 65536]")
+    _check(_integer(cfg.seed, 0, 2**31 - 1), f"seed {cfg.seed!r} must be an integer in [0, 2^31)")
     _check(_number(cfg.lr) and cfg.lr > 0, f"lr {cfg.lr!r} must be > 0")
     _check(_number(cfg.weight_decay) and cfg.weight_decay >= 0, f"weight_decay {cfg.weight_decay!r} must be >= 0")
     _check(all(_number(m) and 0 < m < 1 for m in cfg.milestones),
            f"milestones {list(cfg.milestones)!r} must be fractions of the epochs in (0, 1)")
     _check(cfg.shortcut in SHORTCUTS, f"unknown shortcut {cfg.shortcut!r}; valid: {', '.join(SHORTCUTS)}")
     _check(cfg.precision in PRECISIONS, f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}")
-    method = METHODS[cfg.method]
-    if method.uses_teacher:
-        _check(cfg.teacher is not None, f"method {cfg.method!r} needs a teacher model (set teacher)")
-    else:
-        cfg.teacher, cfg.teacher_run = None, None
-    _check(isinstance(cfg.method_args, dict), f"method_args {cfg.method_args!r} must be a mapping")
-    bad = sorted(set(cfg.method_args) - set(method.defaults))
-    if bad:
-        valid = ", ".join(method.defaults) or "(none)"
-        raise ConfigError(f"unknown argument {bad[0]!r} for method {cfg.method!r}; valid: {valid}")
-    cfg.method_args = {**method.defaults, **cfg.method_args}
-    method.check(cfg)
-    return cfg
+    _check(cfg.eval_batch_size is None or _integer(cfg.eval_batch_size, 1),
+           f"eval_batch_size {cfg.eval_batch_size!r} must be a positive integer or null")
+    return methods.validate(cfg)

@@ -2,7 +2,7 @@
 per-class subsets, and device-resident batches with batched augmentation.
 
 Images are uint8 NHWC on the host and uint8 NCHW on the training device; the model sees float
-images in [0, 1] with no mean/std standardisation (DECISIONS.md, "input scale").
+images in [0, 1] with no mean/std standardisation (paper §III; protocol § Data).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import torch
 
 DATASETS = ("cifar10", "cifar100", "synthetic")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
-PAD = 4  # reflect padding of the paper's augmentation (paper §III)
+PAD = 4  # reflect padding of the paper's augmentation (paper §III; protocol § Data)
+NOISE_SEED = 12345  # one noise draw for the teacher and every student seed (protocol § Label noise)
+N_MAX, N_MIN = 5000, 250  # largest and smallest class of the imbalanced sets (protocol § Class imbalance)
 
 
 class DataNotFound(RuntimeError):
@@ -32,10 +34,10 @@ class Split:
 
 
 # ---------------------------------------------------------------------------------------------
-# Label noise and class imbalance (DECISIONS.md, "Data and inputs")
+# Label noise and class imbalance (protocol § Label noise, § Class imbalance)
 
 
-def symmetric_label_noise(labels: np.ndarray, sigma: float, num_classes: int, seed: int = 12345) -> np.ndarray:
+def symmetric_label_noise(labels: np.ndarray, sigma: float, num_classes: int, seed: int = NOISE_SEED) -> np.ndarray:
     """Redraw each label with probability sigma uniformly from all classes (it may stay the same).
 
     Exactly the authors' lab code: ``mask = rng.rand(N) <= sigma``; ``labels[mask] = rng.choice(K, n)``.
@@ -51,10 +53,10 @@ def symmetric_label_noise(labels: np.ndarray, sigma: float, num_classes: int, se
     return labels
 
 
-def imbalance_counts(gamma: float, n_max: int = 5000, n_min: int = 250, num_classes: int = 10) -> list[int]:
+def imbalance_counts(gamma: float, n_max: int = N_MAX, n_min: int = N_MIN, num_classes: int = 10) -> list[int]:
     """Per-class counts n_c = round(a / (b + c^gamma)), c = label + 1, with n_1 = n_max, n_K = n_min.
 
-    a, b solve a - n_max*b = n_max and a - n_min*b = n_min*K^gamma (DECISIONS.md).
+    a, b solve a - n_max*b = n_max and a - n_min*b = n_min*K^gamma (protocol § Class imbalance).
     """
     if gamma <= 0:
         raise ValueError(f"imbalance ratio {gamma} must be > 0")
@@ -74,7 +76,7 @@ def first_per_class(labels: np.ndarray, counts: list[int] | int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def imbalance_indices(labels: np.ndarray, gamma: float, n_max: int = 5000, n_min: int = 250) -> np.ndarray:
+def imbalance_indices(labels: np.ndarray, gamma: float, n_max: int = N_MAX, n_min: int = N_MIN) -> np.ndarray:
     """The first n_c images of each class (file order), n_c from `imbalance_counts`."""
     num_classes = int(np.asarray(labels).max()) + 1
     return first_per_class(labels, imbalance_counts(gamma, n_max, n_min, num_classes))
@@ -176,10 +178,10 @@ class DataSpec:
     train_per_class: int | None = None  # first n per class (mini profile: 1000)
     test_per_class: int | None = None  # None = the full test set
     noise: float = 0.0
-    noise_seed: int = 12345
+    noise_seed: int = NOISE_SEED
     imbalance: float | None = None  # gamma; None = balanced
-    imbalance_n_max: int = 5000
-    imbalance_n_min: int = 250
+    imbalance_n_max: int = N_MAX
+    imbalance_n_min: int = N_MIN
     synthetic_train: int = 50  # per class, synthetic only
     synthetic_test: int = 20
 
@@ -232,7 +234,7 @@ def crop_flip(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [0, 1] (DECISIONS.md: no standardisation)."""
+    """uint8 [0, 255] -> float [0, 1], no standardisation (protocol § Data)."""
     return x.to(torch.get_default_dtype()).div_(255.0)  # float32 unless a test asks for float64
 
 

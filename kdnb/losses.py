@@ -1,6 +1,6 @@
 """Distillation loss terms, one pure function per term.
 
-Conventions shared by every function (spec part 1 §1, part 2 notation):
+Conventions shared by every function (the notation of book/protocol.md):
 
 * Teacher-side inputs (teacher logits or features, a DML peer, the ONE ensemble target) are
   detached inside the function, so they never receive a gradient.
@@ -35,7 +35,7 @@ __all__ = [
     "soft_cross_entropy",
 ]
 
-_EPS = 1e-12
+_EPS = 1e-12  # the clamp of norms and squared distances (protocol § AT, § SP, § RKD)
 
 
 def _dtype(*xs: Tensor) -> torch.dtype:
@@ -56,7 +56,7 @@ def _kl(s_logits: Tensor, t_logits: Tensor, T: float, target_eps: float = 0.0) -
     """KL(softmax(t/T) ‖ softmax(s/T)), summed over classes (dim 1), mean over the batch.
 
     ``target_eps`` is added to the (detached) target probabilities without renormalising, as in
-    the official ONE code (spec part 2 §3.2).
+    the official ONE code (protocol § ONE).
     """
     s, t = _pair(s_logits, t_logits)
     log_p_s = F.log_softmax(s / T, dim=1)
@@ -71,26 +71,26 @@ def _kl(s_logits: Tensor, t_logits: Tensor, T: float, target_eps: float = 0.0) -
 
 
 def hinton_kd(s_logits: Tensor, t_logits: Tensor, T: float = 4.0) -> Tensor:
-    """Hinton KD term (spec part 1 §3): T² · (1/B) Σ_b Σ_k p_t,k (log p_t,k − log p_s,k),
+    """Hinton KD term (protocol § Hinton): T² · (1/B) Σ_b Σ_k p_t,k (log p_t,k − log p_s,k),
     with p = softmax(z/T). The (1 − α)/α mixing with CE is done by the method."""
     return T * T * _kl(s_logits, t_logits, T)
 
 
 def mutual(logits: Tensor, peer_logits: Tensor, T: float = 4.0) -> Tensor:
-    """DML term for one cohort member (spec part 2 §4.1): T² · KL(softmax(peer/T) ‖ softmax(z/T)),
+    """DML term for one cohort member (protocol § DML): T² · KL(softmax(peer/T) ‖ softmax(z/T)),
     batch-mean, with the peer detached."""
     return T * T * _kl(logits, peer_logits, T)
 
 
 def soft_cross_entropy(s_logits: Tensor, t_logits: Tensor, T: float) -> Tensor:
-    """BSS soft cross-entropy (spec part 1 §4.1), no T² factor:
+    """BSS soft cross-entropy (protocol § BSS), no T² factor:
     SCE_T = −(1/B) Σ_b Σ_k softmax(t_b/T)_k · log softmax(s_b/T)_k  (= KL + H(p_t^T))."""
     s, t = _pair(s_logits, t_logits)
     return -(F.softmax(t / T, dim=1) * F.log_softmax(s / T, dim=1)).sum(1).mean()
 
 
 def bss_weights(epoch: int, epochs: int) -> tuple[float, float]:
-    """BSS weights for epoch e ∈ {1..E} (spec part 1 §4.1):
+    """BSS weights for epoch e ∈ {1..E} (protocol § BSS):
     α_e = 1 + 3·max(0, 1 − e/E),  β_e = 2·max(0, 1 − (4/3)·e/E)  (β_e = 0 from e ≥ 0.75·E)."""
     alpha = 1.0 + 3.0 * max(0.0, 1.0 - epoch / epochs)
     beta = 2.0 * max(0.0, 1.0 - 4.0 * epoch / (3.0 * epochs))  # exact 0 at e = 0.75·E
@@ -105,7 +105,7 @@ def one(
     consistency_weight: float = 1.0,
     target_eps: float = 0.0,
 ) -> Tensor:
-    """ONE loss (spec part 2 §3.2):
+    """ONE loss (protocol § ONE):
     Σ_i CE(z_i, y) + CE(z_e, y) + w · T² · Σ_i KL(p_e^T ‖ p_i^T),  z_e = Σ_i gate_i · z_i.
 
     ``branch_logits`` is an (m, B, K) tensor or a sequence of m (B, K) tensors; ``gate`` is (B, m).
@@ -124,7 +124,7 @@ def one(
 
 
 def one_rampup(epoch: int, rampup_epochs: int = 80) -> float:
-    """ONE consistency ramp-up (spec part 2 §3.2): w(t) = exp(−5 (1 − min(t, L)/L)²) for the
+    """ONE consistency ramp-up (protocol § ONE): w(t) = exp(−5 (1 − min(t, L)/L)²) for the
     0-based epoch t and ramp length L; 1.0 when L = 0 (ramp disabled)."""
     if rampup_epochs == 0:
         return 1.0
@@ -136,12 +136,12 @@ def one_rampup(epoch: int, rampup_epochs: int = 80) -> float:
 
 
 def _attention_map(f: Tensor) -> Tensor:
-    """q̂ = vec(mean_c f²) / max(‖·‖₂, 1e-12), shape (B, H·W) (spec part 1 §7, p = 2)."""
+    """q̂ = vec(mean_c f²) / max(‖·‖₂, 1e-12), shape (B, H·W) (protocol § AT, p = 2)."""
     return F.normalize(f.pow(2).mean(1).flatten(1), dim=1, eps=_EPS)
 
 
 def attention(s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
-    """Attention transfer (spec part 1 §7): Σ_j (1/(B·H_j W_j)) Σ_b Σ_hw (q̂_S^j − q̂_T^j)².
+    """Attention transfer (protocol § AT): Σ_j (1/(B·H_j W_j)) Σ_b Σ_hw (q̂_S^j − q̂_T^j)².
     No ½ and no β (β is applied by the method). A single pair of tensors is also accepted."""
     if isinstance(s_feats, Tensor):
         s_feats, t_feats = [s_feats], [t_feats]
@@ -153,14 +153,14 @@ def attention(s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
 
 
 def fitnet(s_feat: Tensor, t_feat: Tensor) -> Tensor:
-    """FitNet hint loss (spec part 1 §5.1): mean over all elements of (F_S − F_T)².
+    """FitNet hint loss (protocol § FitNet): mean over all elements of (F_S − F_T)².
     Any regressor is applied by the method before this call."""
     s, t = _pair(s_feat, t_feat)
     return F.mse_loss(s, t)
 
 
 def fsp_matrix(f_in: Tensor, f_out: Tensor) -> Tensor:
-    """FSP matrix (spec part 1 §6.1), shape (B, C_in, C_out):
+    """FSP matrix (protocol § FSP), shape (B, C_in, C_out):
     G = bmm(f_in.flatten(2), f_out.flatten(2)ᵀ) / (h·w), with f_in adaptive-average-pooled to
     f_out's spatial size (h, w) first. Computed in the inputs' dtype."""
     h, w = f_out.shape[-2:]
@@ -174,7 +174,7 @@ def fsp(
     t_pairs: Sequence[tuple[Tensor, Tensor]],
     weights: Sequence[float] = (1, 3, 1),
 ) -> Tensor:
-    """FSP stage-1 loss (spec part 1 §6.1): Σ_i W_i · mean_{b,c1,c2} (G_i^S − G_i^T)², where each
+    """FSP stage-1 loss (protocol § FSP): Σ_i W_i · mean_{b,c1,c2} (G_i^S − G_i^T)², where each
     pair is (block input, block output) and G = fsp_matrix. Default W = (1, 3, 1)."""
     terms = []
     for (s_in, s_out), (t_in, t_out), w in zip(s_pairs, t_pairs, weights, strict=True):
@@ -186,13 +186,13 @@ def fsp(
 
 
 def _sp_gram(f: Tensor) -> Tensor:
-    """G̃ = row-L2-normalised Q·Qᵀ with Q = f flattened to (B, −1) (spec part 2 §1.1)."""
+    """G̃ = row-L2-normalised Q·Qᵀ with Q = f flattened to (B, −1) (protocol § SP)."""
     q = f.flatten(1)
     return F.normalize(q @ q.T, dim=1, eps=_EPS)
 
 
 def similarity_preserving(s_feat: Tensor, t_feat: Tensor) -> Tensor:
-    """Similarity-preserving KD (spec part 2 §1.1): L_SP = ‖G̃_t − G̃_s‖²_F / B²."""
+    """Similarity-preserving KD (protocol § SP): L_SP = ‖G̃_t − G̃_s‖²_F / B²."""
     s, t = _pair(s_feat, t_feat)
     return (_sp_gram(t) - _sp_gram(s)).pow(2).sum() / s.shape[0] ** 2
 
@@ -208,7 +208,7 @@ def _rkd_dist(e: Tensor) -> Tensor:
 
 
 def rkd_distance(s_emb: Tensor, t_emb: Tensor) -> Tensor:
-    """RKD distance term (spec part 2 §2.1): (1/B²) Σ_{i,j} huber_δ=1(ψ_D^s_ij − ψ_D^t_ij), inputs
+    """RKD distance term (protocol § RKD): (1/B²) Σ_{i,j} huber_δ=1(ψ_D^s_ij − ψ_D^t_ij), inputs
     flattened to (B, D); the diagonal is included (it contributes 0)."""
     s, t = _pair(s_emb.flatten(1), t_emb.flatten(1))
     return F.smooth_l1_loss(_rkd_dist(s), _rkd_dist(t), beta=1.0)
@@ -221,7 +221,7 @@ def _rkd_cos(e: Tensor) -> Tensor:
 
 
 def rkd_angle(s_emb: Tensor, t_emb: Tensor) -> Tensor:
-    """RKD angle term (spec part 2 §2.2): (1/B³) Σ_{a,b,c} huber_δ=1(cos^s_abc − cos^t_abc) over
+    """RKD angle term (protocol § RKD): (1/B³) Σ_{a,b,c} huber_δ=1(cos^s_abc − cos^t_abc) over
     all ordered triplets (degenerate ones included), inputs flattened to (B, D)."""
     s, t = _pair(s_emb.flatten(1), t_emb.flatten(1))
     return F.smooth_l1_loss(_rkd_cos(s), _rkd_cos(t), beta=1.0)

@@ -1,44 +1,35 @@
-"""CIFAR ResNet, Wide ResNet and the ONE multi-branch variant, built by name.
+"""CIFAR ResNet, Wide ResNet and the ONE multi-branch variant, built by name (protocol § Models).
 
-Names (spec part 1 §2, DECISIONS.md "Models"): ``resnet8``, ``resnet14``, ``resnet20``, ``resnet26``
-(width 1), ``resnet8x4`` ... ``resnet26x4`` (width 4), ``wrn10_2``, ``wrn16_2``, ``wrn28_2``,
-``wrn40_2``. Paper spellings (``ResNet-8``, ``resnet-8x4``, ``WRN-16-2``, ``wrn_16_2``) are accepted,
-and so are other valid depths and widths (``resnet32``, ``wrn16_4``).
+Names: ``resnet8``, ``resnet14``, ``resnet20``, ``resnet26`` (width 1), ``resnet8x4`` ... ``resnet26x4``
+(width 4), ``wrn10_2``, ``wrn16_2``, ``wrn28_2``, ``wrn40_2``. Paper spellings (``ResNet-8``,
+``resnet-8x4``, ``WRN-16-2``, ``wrn_16_2``) are accepted, and so are other valid depths and widths.
 
-Module attribute names (methods select parameter groups by them):
+A network is ``stem``, ``layer1``, ``layer2``, ``layer3`` (each an ``nn.Sequential`` of blocks), the
+head (``bn_final``, WRN only, then average pooling) and ``fc``. ``model(x)`` returns logits ``(B, K)``;
+``model(x, features=True)`` returns ``(logits, feats)`` with the taps of protocol § Feature taps
+(``stem``, ``block1``, ``block2``, ``block3``, ``pool``); ``model.forward_intermediates(x, taps)`` runs
+only as far as the last tap asked for. :func:`feature_shapes` gives every tap's shape from the name.
 
-- ``stem``: ResNet ``Sequential(conv, bn, relu)``; WRN a bare conv (no BN/ReLU, spec part 1 §2.2).
-- ``layer1``, ``layer2``, ``layer3``: the three stages, each an ``nn.Sequential`` of blocks.
-- ``bn_final``: the head BN of the WRN (``None`` for ResNet); ``fc``: the classifier.
-
-So FitNet stage 1 trains ``stem``, ``layer1``, ``layer2``; FSP stage 1 trains everything but ``fc``.
-
-``model(x)`` returns logits ``(B, K)``; ``model(x, features=True)`` returns ``(logits, feats)`` with
-the feature taps of spec part 1 §2.3 (``stem``, ``block1``, ``block2``, ``block3``, ``pool``).
-``model.feature_shapes`` gives each tap's shape without the batch axis for 32x32 inputs.
-
-ONE (spec part 2 §3.1): ``build_one(name, num_classes, branches=3)`` returns a :class:`OneNet` whose
-forward gives ``(branch_logits (m, B, K), gate (B, m))``; :func:`ensemble_logits` combines them and
-:func:`extract_branch` returns branch i as a plain student (``build(name)``'s architecture).
+ONE (protocol § ONE): :func:`build_one` returns a :class:`OneNet`, whose forward gives
+``(branch_logits (m, B, K), gate (B, m))``; :func:`extract_branch` returns branch i as a plain student.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = [
-    "MODELS", "REGISTRY", "CifarResNet", "WideResNet", "OneNet", "build", "build_one",
-    "TAPS", "ZeroPadShortcut", "canonical_name", "ensemble_logits", "extract_branch", "names",
-]
+__all__ = ["MODELS", "REGISTRY", "TAPS", "CifarResNet", "WideResNet", "OneNet", "ZeroPadShortcut", "build",
+           "build_one", "canonical_name", "ensemble_logits", "extract_branch", "family", "feature_shapes", "names"]
 
-TAPS = ("stem", "block1", "block2", "block3", "pool")
-# ResNet depth 6n+2 (§2.1), WRN depth 6n+4 (§2.2), n >= 1
+TAPS = ("stem", "block1", "block2", "block3", "pool")  # in network order (protocol § Feature taps)
+TAP_SIZES = (32, 32, 16, 8)  # spatial sizes of stem..block3 for 32x32 inputs: strides 1, 1, 2, 2
+# ResNet depth 6n+2, WRN depth 6n+4, n >= 1 (protocol § Models)
 _DEPTH_OK = {"resnet": lambda d: d >= 8 and (d - 2) % 6 == 0, "wrn": lambda d: d >= 10 and (d - 4) % 6 == 0}
 
 
@@ -47,7 +38,7 @@ def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 
 def _init_weights(model: nn.Module) -> None:
-    # spec part 1 §2.1: He-normal fan_out convs, BN gamma=1 beta=0, default Linear weights with zero bias
+    # He-normal fan-out convs, BN gamma 1 beta 0, default Linear weights with zero bias (protocol § Models)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -59,14 +50,14 @@ def _init_weights(model: nn.Module) -> None:
 
 
 def _pool(x: torch.Tensor, bn_final: nn.Module | None) -> torch.Tensor:
-    # the vector the classifier reads (§2.3 `pool`); WRN head is BN-ReLU-avgpool, ResNet head avgpool
+    # the vector the classifier reads (tap `pool`): WRN head BN-ReLU-avgpool, ResNet head avgpool
     if bn_final is not None:
         x = F.relu(bn_final(x))
     return x.mean((2, 3))
 
 
 class ZeroPadShortcut(nn.Module):
-    """Option-A shortcut (§2.1): subsample x[:, :, ::s, ::s], append zero channels after the existing ones."""
+    """Option-A shortcut: subsample x[:, :, ::s, ::s], append zero channels after the existing ones."""
 
     def __init__(self, extra_channels: int, stride: int) -> None:
         super().__init__()
@@ -77,7 +68,7 @@ class ZeroPadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """Post-activation block (§2.1): relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+    """Post-activation block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
 
     def __init__(self, cin: int, cout: int, stride: int, shortcut: str) -> None:
         super().__init__()
@@ -85,7 +76,7 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = _conv3x3(cout, cout), nn.BatchNorm2d(cout)
         if stride == 1 and cin == cout:
             self.shortcut: nn.Module = nn.Identity()
-        elif shortcut == "B":  # DECISIONS.md: 1x1 conv stride s + BN by default
+        elif shortcut == "B":  # 1x1 conv stride s + BN, the default (protocol § Models)
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
         else:
             self.shortcut = ZeroPadShortcut(cout - cin, stride)
@@ -96,7 +87,7 @@ class BasicBlock(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation WRN block (§2.2); the projection shortcut takes the pre-activated input."""
+    """Pre-activation WRN block; the projection shortcut takes the pre-activated input."""
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -112,7 +103,7 @@ class PreActBlock(nn.Module):
 
 
 def _stages(block: Callable[..., nn.Module], cin: int, widths: tuple, n: int) -> list[nn.Sequential]:
-    # n blocks per stage; the first block of stages 2 and 3 has stride 2 (§2.1, §2.2)
+    # n blocks per stage; the first block of stages 2 and 3 has stride 2
     stages = []
     for cout, stride in zip(widths, (1, 2, 2), strict=True):
         stages.append(nn.Sequential(block(cin, cout, stride), *(block(cout, cout, 1) for _ in range(n - 1))))
@@ -121,7 +112,7 @@ def _stages(block: Callable[..., nn.Module], cin: int, widths: tuple, n: int) ->
 
 
 class _CifarNet(nn.Module):
-    """Shared forward: stem -> layer1..3 -> pool -> fc, with the §2.3 taps on request."""
+    """Shared forward: stem -> layer1..3 -> head -> fc, with the named taps on request."""
 
     stem: nn.Module
     layer1: nn.Sequential
@@ -130,28 +121,34 @@ class _CifarNet(nn.Module):
     bn_final: nn.Module | None
     fc: nn.Linear
 
-    def _finish(self, arch: str, num_classes: int, widths: tuple[int, int, int, int], options: dict) -> None:
+    def _finish(self, arch: str, num_classes: int, options: dict) -> None:
         self.arch, self.num_classes, self.options = arch, num_classes, options
-        self.feature_channels = dict(zip(TAPS, (*widths, widths[3]), strict=True))
-        sizes = (32, 32, 16, 8)  # spatial sizes for 32x32 inputs
-        self.feature_shapes = {t: (c, s, s) for t, c, s in zip(TAPS[:4], widths, sizes, strict=True)}
-        self.feature_shapes["pool"] = (widths[3],)
+        self.feature_shapes = feature_shapes(arch)
+        self.feature_channels = {t: s[0] for t, s in self.feature_shapes.items()}
         _init_weights(self)
 
+    def tap_modules(self, tap: str) -> list[nn.Module]:
+        """The modules that compute the taps from ``stem`` up to ``tap``, in order."""
+        head = [self.bn_final] if self.bn_final is not None else []
+        return [self.stem, self.layer1, self.layer2, self.layer3, *head][: _tap_index(tap) + 1]
+
+    def forward_intermediates(self, x: torch.Tensor, taps: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
+        """The taps from ``stem`` up to the last of ``taps``, in network order. Only the layers they
+        need run, so later layers neither compute nor update their BN statistics."""
+        layers = (self.stem, self.layer1, self.layer2, self.layer3, partial(_pool, bn_final=self.bn_final))
+        out: dict[str, torch.Tensor] = {}
+        for tap, layer in zip(TAPS[: max(map(_tap_index, taps)) + 1], layers, strict=False):
+            x = out[tap] = layer(x)
+        return out
+
     def forward(self, x: torch.Tensor, features: bool = False):
-        s = self.stem(x)
-        b1 = self.layer1(s)
-        b2 = self.layer2(b1)
-        b3 = self.layer3(b2)
-        p = _pool(b3, self.bn_final)
-        logits = self.fc(p)
-        if not features:
-            return logits
-        return logits, {"stem": s, "block1": b1, "block2": b2, "block3": b3, "pool": p}
+        feats = self.forward_intermediates(x)
+        logits = self.fc(feats["pool"])
+        return (logits, feats) if features else logits
 
 
 class CifarResNet(_CifarNet):
-    """CIFAR ResNet-(6n+2), post-activation, widths 16k/32k/64k, stem 16k (§2.1, DECISIONS.md)."""
+    """CIFAR ResNet-(6n+2), post-activation, stem 16k, widths 16k/32k/64k (protocol § Models)."""
 
     def __init__(self, depth: int, width: int = 1, num_classes: int = 10, shortcut: str = "B") -> None:
         super().__init__()
@@ -160,35 +157,36 @@ class CifarResNet(_CifarNet):
         shortcut = shortcut.upper()
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
-        n, c = (depth - 2) // 6, (16 * width, 32 * width, 64 * width)
+        n, c = (depth - 2) // 6, _widths("resnet", width)[1:]
         self.stem = nn.Sequential(_conv3x3(3, c[0]), nn.BatchNorm2d(c[0]), nn.ReLU())
         self.layer1, self.layer2, self.layer3 = _stages(partial(BasicBlock, shortcut=shortcut), c[0], c, n)
         self.bn_final = None
         self.fc = nn.Linear(c[2], num_classes)
-        arch = f"resnet{depth}" + (f"x{width}" if width != 1 else "")
-        self._finish(arch, num_classes, (c[0], *c), {"shortcut": shortcut})
+        self._finish(_key("resnet", depth, width), num_classes, {"shortcut": shortcut})
 
 
 class WideResNet(_CifarNet):
-    """WRN-d-k, pre-activation, widths 16, 16k, 32k, 64k, no dropout (§2.2)."""
+    """WRN-d-k, pre-activation, widths 16, 16k, 32k, 64k, no dropout (protocol § Models)."""
 
     def __init__(self, depth: int, width: int = 2, num_classes: int = 10) -> None:
         super().__init__()
         if not _DEPTH_OK["wrn"](depth) or width < 1:
             raise ValueError(f"WRN needs depth 6n+4 >= 10 and width >= 1, got depth={depth} width={width}")
-        n, c = (depth - 4) // 6, (16 * width, 32 * width, 64 * width)
+        n, c = (depth - 4) // 6, _widths("wrn", width)[1:]
         self.stem = _conv3x3(3, 16)  # no BN/ReLU after the stem: the first block pre-activates it
         self.layer1, self.layer2, self.layer3 = _stages(PreActBlock, 16, c, n)
         self.bn_final = nn.BatchNorm2d(c[2])
         self.fc = nn.Linear(c[2], num_classes)
-        self._finish(f"wrn{depth}_{width}", num_classes, (16, *c), {})
+        self._finish(_key("wrn", depth, width), num_classes, {})
 
 
-# ---- registry and names -------------------------------------------------------------------------
+# ---- registry, names and static shapes -----------------------------------------------------------
 
 _FAMILIES: dict[str, Callable[..., _CifarNet]] = {"resnet": CifarResNet, "wrn": WideResNet}
-_PAPER = [("resnet", d, k) for k in (1, 4) for d in (8, 14, 20, 26)]
-_PAPER += [("wrn", d, 2) for d in (10, 16, 28, 40)]
+_PAPER = [("resnet", d, k) for k in (1, 4) for d in (8, 14, 20, 26)] + [("wrn", d, 2) for d in (10, 16, 28, 40)]
+# resnet8, ResNet-8, resnet-8x4, resnet_26_x4 / wrn16_2, WRN-16-2, wrn_16_2
+_PATTERNS = {"resnet": re.compile(r"resnet[-_ ]?(\d+)(?:[-_ ]?x(\d+))?"),
+             "wrn": re.compile(r"wrn[-_ ]?(\d+)[-_ ](\d+)")}
 
 
 def _key(family: str, depth: int, width: int) -> str:
@@ -197,14 +195,19 @@ def _key(family: str, depth: int, width: int) -> str:
     return f"resnet{depth}" + (f"x{width}" if width != 1 else "")
 
 
+def _widths(family: str, width: int) -> tuple[int, int, int, int]:
+    """Channels of stem, block1, block2, block3: the WRN stem is 16 wide whatever k (protocol § Models)."""
+    return (16 if family == "wrn" else 16 * width, 16 * width, 32 * width, 64 * width)
+
+
+def _tap_index(tap: str) -> int:
+    if tap not in TAPS:
+        raise ValueError(f"unknown feature tap {tap!r}; valid: {', '.join(TAPS)}")
+    return TAPS.index(tap)
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {_key(*p): partial(_FAMILIES[p[0]], *p[1:]) for p in _PAPER}
 MODELS: tuple[str, ...] = tuple(REGISTRY)
-
-# resnet8, ResNet-8, resnet-8x4, resnet_26_x4 / wrn16_2, WRN-16-2, wrn_16_2
-_PATTERNS = {
-    "resnet": re.compile(r"resnet[-_ ]?(\d+)(?:[-_ ]?x(\d+))?"),
-    "wrn": re.compile(r"wrn[-_ ]?(\d+)[-_ ](\d+)"),
-}
 
 
 def names() -> list[str]:
@@ -212,19 +215,13 @@ def names() -> list[str]:
     return list(MODELS)
 
 
-def _unknown(name: str) -> ValueError:
-    return ValueError(
-        f"unknown model {name!r}; known: {', '.join(MODELS)} (also resnet<6n+2>[x<k>], wrn<6n+4>_<k>)"
-    )
-
-
 def _parse(name: str) -> tuple[str, int, int]:
     s = name.strip().lower()
-    for family, pattern in _PATTERNS.items():
+    for fam, pattern in _PATTERNS.items():
         m = pattern.fullmatch(s)
-        if m and _DEPTH_OK[family](int(m.group(1))) and int(m.group(2) or 1) >= 1:
-            return family, int(m.group(1)), int(m.group(2) or 1)
-    raise _unknown(name)
+        if m and _DEPTH_OK[fam](int(m.group(1))) and int(m.group(2) or 1) >= 1:
+            return fam, int(m.group(1)), int(m.group(2) or 1)
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (also resnet<6n+2>[x<k>], wrn<6n+4>_<k>)")
 
 
 def canonical_name(name: str) -> str:
@@ -232,20 +229,33 @@ def canonical_name(name: str) -> str:
     return _key(*_parse(name))
 
 
-def build(name: str, num_classes: int = 10, **options) -> nn.Module:
-    """Build a model by name. Options: ``shortcut="B"|"A"`` for ResNets (DECISIONS.md: B by default).
+def family(name: str) -> str:
+    """``resnet`` or ``wrn``."""
+    return _parse(name)[0]
 
-    WRNs always use their projection shortcut (spec part 1 §2.2), so ``shortcut`` is ignored for them:
-    one run config can name any architecture.
+
+def feature_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Each tap's shape without the batch axis for 32x32 inputs, from the name alone (no network built)."""
+    fam, _, width = _parse(name)
+    widths = _widths(fam, width)
+    shapes: dict[str, tuple[int, ...]] = {t: (c, s, s) for t, c, s in zip(TAPS, widths, TAP_SIZES, strict=False)}
+    return {**shapes, "pool": (widths[3],)}
+
+
+def build(name: str, num_classes: int = 10, **options) -> nn.Module:
+    """Build a model by name. Options: ``shortcut="B"|"A"`` for ResNets (B by default, protocol § Models).
+
+    WRNs always use their projection shortcut, so ``shortcut`` is ignored for them: one run config
+    can name any architecture.
     """
-    family, depth, width = _parse(name)
-    if family == "wrn":
+    fam, depth, width = _parse(name)
+    if fam == "wrn":
         options.pop("shortcut", None)
-    ctor = REGISTRY.get(_key(family, depth, width)) or partial(_FAMILIES[family], depth, width)
+    ctor = REGISTRY.get(_key(fam, depth, width)) or partial(_FAMILIES[fam], depth, width)
     return ctor(num_classes=num_classes, **options)
 
 
-# ---- ONE: shared trunk + m branches + gate (spec part 2 §3.1) -------------------------------------
+# ---- ONE: shared trunk + m branches + gate (protocol § ONE) ------------------------------------------
 
 
 class _Branch(nn.Module):
@@ -292,7 +302,7 @@ def build_one(name: str, num_classes: int = 10, branches: int = 3, **options) ->
 
 
 def ensemble_logits(branch_logits: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """Gated ensemble ``z_e = sum_i g_i z_i`` (spec part 2 §3.1): (m, B, K), (B, m) -> (B, K)."""
+    """Gated ensemble ``z_e = sum_i g_i z_i``: (m, B, K), (B, m) -> (B, K)."""
     return torch.einsum("mbk,bm->bk", branch_logits, gate)
 
 

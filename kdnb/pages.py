@@ -1,40 +1,32 @@
-"""What the book's notebooks share besides figures: their parameters, the profile banner, the
-teacher grids of Table II, and the transfer matrix of Fig. 1 kept as a record in the store.
-
-The transfer matrix needs the students' weights (``model.pt``), which a committed store does not
-carry, so the computed matrix is stored as ``<store>/transfer/<key>.json`` (written atomically),
-keyed by the run ids of the models and the attack settings; a page renders from it when the
-weights are absent.
+"""What a page of the book says: its parameters, the profile banner, what it ran, the prose that reads
+its numbers, and the blocks of tables that the results pages share. The numbers come from
+``kdnb.analysis``, the styling from ``kdnb.tables``; nothing here draws a figure.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import time
-from collections.abc import Mapping
-from datetime import datetime, timezone
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
+from IPython.display import HTML, Markdown
 
-from kdnb import paper
+from kdnb import paper, tables
+from kdnb.analysis import ORDER, column_label, gains, label, paper_summary, ranked, students, wide
 from kdnb.methods import METHODS
-from kdnb.store import Store, atomic_write_bytes, code_version, config_hash
-from kdnb.study import Params, Study
+from kdnb.study import Params, teacher_grids, transfer_path
 
 PARAM_KEYS = tuple(f.name for f in dataclasses.fields(Params))
-
-# PGD of the paper's §IV-D (spec part 2 §7); test_per_class None: the test set of the grid
-TRANSFER_DEFAULTS: dict[str, Any] = {"eps": 0.031, "step": 0.003, "steps": 20, "seed": 0, "test_per_class": None,
-                                     "batch_size": 500}
+TEACHER_SECTIONS = ("generalization", "label_noise", "imbalance", "transferability")  # every section with students
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameters and banner
+# Parameters, banner, setting
 
 
 def params_from(ns: Mapping[str, Any]) -> tuple[Params, list[str]]:
@@ -43,7 +35,9 @@ def params_from(ns: Mapping[str, Any]) -> tuple[Params, list[str]]:
     Returns the Params and the dropped method names, which a page lists as not run.
     """
     d = copy.deepcopy({k: ns[k] for k in PARAM_KEYS if k in ns})
-    methods = list(d.get("methods") or [])
+    if "methods" not in d:  # the default grid's methods
+        return Params.from_dict(d), []
+    methods = list(d["methods"] or [])
     d["methods"] = [m for m in methods if m in METHODS]
     return Params.from_dict(d), [m for m in methods if m not in METHODS]
 
@@ -52,6 +46,14 @@ def load_params_file(path: str | Path) -> tuple[Params, list[str]]:
     """A params YAML file read like a notebook's parameters (unregistered methods dropped)."""
     d = yaml.safe_load(Path(path).read_text()) or {}
     return params_from(d)
+
+
+def load_grids(params_dir: str | Path, sections: Sequence[str], companions_only: bool = False,
+               **overrides: Any) -> list[Params]:
+    """The grids of ``sections`` in a profile's params folder (``section_files``), with ``overrides``
+    (store, device, data_root: fields that do not change a run) applied."""
+    files = [f for s in sections for f in section_files(params_dir, s, companions_only)]
+    return [dataclasses.replace(load_params_file(f)[0], **overrides) for f in files]
 
 
 def section_files(params_dir: str | Path, section: str, companions_only: bool = False) -> list[Path]:
@@ -78,6 +80,11 @@ def banner(profile: str) -> str:
     text = BANNERS.get(profile, f"Profile <code>{profile}</code>: not the paper's protocol; compare trends, "
                                 "not values.")
     return f'<div class="kdnb-banner">{text}</div>'
+
+
+def banner_html(profile: str) -> HTML:
+    """``banner`` for a notebook's ``display``."""
+    return HTML(banner(profile))
 
 
 def _n(k: int, noun: str) -> str:
@@ -112,13 +119,14 @@ def setting_text(p: Params, dropped: list[str] = ()) -> str:
 
 
 def teachers_text(grids: list[Params], params_dir: str | Path) -> str:
-    """What the teachers page ran (markdown): its teacher grids, from the profile's params files."""
+    """What the teachers page ran (markdown): the teachers of its grids (``study.teacher_runs``)."""
     label = paper.LABELS.get
+    p = grids[0]
+    grids = [t for g in grids for t in (teacher_grids(g) or [g])]
     archs = sorted({s for g in grids for s in g.students})
     conds = sorted({(g.dataset, n, -1.0 if i is None else i) for g in grids for n in g.noise for i in g.imbalance})
     seeds = sorted({s for g in grids for s in g.seeds})
     epochs = sorted({g.epochs for g in grids})
-    p = grids[0]
     return (f"**This page ran** profile `{p.profile}`: the teachers of every grid in `{params_dir}` "
             f"({', '.join(label(a, a) for a in archs)}; {len(conds)} data conditions), each a baseline run with "
             f"seeds {seeds} and {', '.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}; "
@@ -127,202 +135,450 @@ def teachers_text(grids: list[Params], params_dir: str | Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Table II: the teachers of a section's grid
+# Prose that reads the numbers
 
 
-def teacher_params(p: Params, **overrides: Any) -> list[Params]:
-    """One baseline grid per (data condition, teacher architecture) of ``p``: exactly its teacher runs.
-
-    A teacher run is a baseline run of the teacher architecture with the teacher seeds and epochs,
-    so these grids have the same run ids as the teachers that ``Study(p)`` trains. ``overrides``
-    (store, device, data_root) replace fields that do not change a run.
-    """
-    archs = sorted({p.teacher_of(s) for s in p.students for m in p.methods if METHODS[m].uses_teacher})
-    return [dataclasses.replace(p, students=[t], teachers={}, methods=["baseline"], seeds=list(p.teacher_seeds),
-                                epochs=p.teacher_epochs or p.epochs, teacher_epochs=None, noise=[n],
-                                imbalance=[g], method_args={}, **overrides)
-            for n in p.noise for g in p.imbalance for t in archs]
+def _names(methods: Sequence[str]) -> str:
+    return ", ".join(label(m) for m in methods) if len(methods) else "none"
 
 
-def teacher_runs(grids: list[Params], train: bool = True) -> pd.DataFrame:
-    """The finished teacher runs of the grids (one row per run; duplicates across grids dropped)."""
-    frames = [Study(tp).run(train=train, progress=False) for tp in grids]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "dataset", "student", "noise", "imbalance", "seed", "final_acc"])
-    df = pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
-    return df[df["status"] == "done"].assign(teacher=lambda d: d["student"]).reset_index(drop=True)
+def _clearly_above(cell: pd.DataFrame, methods: Sequence[str]) -> list[str] | None:
+    """The methods whose mean beats the baseline's by more than 2 standard errors of the difference,
+    sqrt(s_m²/n_m + s_b²/n_b): with few seeds a smaller gain is within seed-to-seed noise. None when
+    the baseline has fewer than two seeds (no std)."""
+    if "baseline" not in cell.index or not cell.loc["baseline", "n"] >= 2:
+        return None
+    b = cell.loc["baseline"]
+    out = []
+    for m in methods:
+        r = cell.loc[m]
+        if r["n"] >= 2 and r["mean"] - b["mean"] > 2 * math.sqrt(r["std"] ** 2 / r["n"] + b["std"] ** 2 / b["n"]):
+            out.append(m)
+    return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Fig. 1: the transfer matrix, computed from weights or read from its record
+def teacher_gap(runs: pd.DataFrame, column: str) -> str:
+    """Markdown bullets, one per cell of ``column``: the teacher the students learned from, the
+    baseline student, the gap between them, and how much of it the best distilled student closed."""
+    st = students(runs)
+    if st.empty or "teacher_run" not in st:
+        return ""
+    teacher_acc = runs[runs["role"] == "teacher"].drop_duplicates("run_id").set_index("run_id")["final_acc"]
+    by = ["student"] if column == "student" else ["student", column]
+    lines = []
+    for key, cell in st.groupby(by, dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        used = [t for t in cell["teacher_run"].dropna().unique() if t in teacher_acc.index]
+        s = cell.groupby("method")["final_acc"].mean()
+        if len(used) != 1 or "baseline" not in s:
+            continue
+        t_acc, base = float(teacher_acc[used[0]]), float(s["baseline"])
+        best = s[cell.loc[cell["teacher_run"] == used[0], "method"].unique()].idxmax()
+        name = label(key[0]) + (f", {column_label(column, key[1])}" if len(key) > 1 else "")
+        lines.append(f"- **{name}**: teacher {t_acc:.2f} %, baseline student {base:.2f} % (gap {t_acc - base:+.2f} "
+                     f"points); the best taught student, {label(best)} ({s[best]:.2f} %), closes "
+                     f"{s[best] - base:+.2f} of them.")
+    return "Teacher and student:\n\n" + "\n".join(lines) if lines else ""
 
 
-class TransferUnavailable(FileNotFoundError):
-    """Neither the stored transfer matrix nor the weights to compute it are there."""
+def describe(ours: pd.DataFrame, theirs: pd.DataFrame, column: str) -> str:
+    """Markdown bullets, one per column of ours: the best method, who beats the baseline, and how
+    that compares with the paper (agreement on the sign of the gain, rank correlation of the means)."""
+    lines = []
+    for c in wide(ours, column).columns:
+        o = ours[ours[column] == c].set_index("method")
+        p = theirs[theirs[column] == c].set_index("method") if column in theirs else theirs.iloc[:0]
+        if o["mean"].isna().all():
+            continue
+        best = o["mean"].idxmax()
+        text = f"**{column_label(column, c)}**: best here {label(best)} ({o.loc[best, 'mean']:.2f} %)"
+        if len(p):
+            pb = p["mean"].idxmax()
+            text += f", in the paper {label(pb)} ({p.loc[pb, 'mean']:.2f} %)"
+        g = gains(ours[ours[column] == c], column).set_index("method")["gain"]
+        if len(g):
+            up = [m for m in ORDER if m in g and g[m] > 0]
+            text += f". Above the baseline here: {len(up)} of {len(g)} methods ({_names(up)})"
+            clear = _clearly_above(o, up)
+            if clear is not None:
+                text += (f"; by more than twice the standard error of the difference: {len(clear)} "
+                         f"({_names(clear)})")
+            if len(p):
+                pg = gains(theirs[theirs[column] == c], column).set_index("method")["gain"]
+                common = [m for m in g.index if m in pg.index]
+                agree = [m for m in common if (g[m] > 0) == (pg[m] > 0)]
+                text += (f"; the sign of the gain over the baseline agrees with the paper for {len(agree)} of "
+                         f"{len(common)} methods")
+                disagree = [m for m in ORDER if m in common and m not in agree]
+                if disagree:
+                    text += f" (not for {_names(disagree)})"
+        common = [m for m in o.index if m in p.index and pd.notna(o.loc[m, "mean"])]
+        if len(common) >= 4:
+            rho = o.loc[common, "mean"].rank().corr(p.loc[common, "mean"].rank())
+            text += (f". Rank correlation of the method means with the paper: {rho:+.2f} over {len(common)} methods"
+                     if pd.notna(rho) else ". All methods tie here, so their ranking cannot be compared")
+        std = o["std"].dropna()
+        if len(std):
+            text += f". Typical seed std here: {std.median():.2f} points"
+        lines.append(f"- {text}.")
+    return "\n".join(lines) if lines else "No finished runs to describe."
 
 
-def transfer_settings(p: Params) -> dict[str, Any]:
-    bad = sorted(set(p.transfer) - set(TRANSFER_DEFAULTS))
-    if bad:
-        raise ValueError(f"unknown transfer setting {bad[0]!r}; valid: {', '.join(TRANSFER_DEFAULTS)}")
-    return {**TRANSFER_DEFAULTS, **p.transfer}
+def describe_teachers(cmp: pd.DataFrame) -> str:
+    """Markdown: how many teachers ran, and how far they are from the paper's where it has the same one."""
+    ran = cmp.dropna(subset=["acc"])
+    both = ran.dropna(subset=["paper"])
+    text = f"{len(ran)} teacher configuration{'s' if len(ran) != 1 else ''} ran on this page"
+    if len(ran):
+        text += f", with final accuracies from {ran['acc'].min():.2f} % to {ran['acc'].max():.2f} %"
+    if len(both):
+        d = both["diff"]
+        text += (f". {len(both)} of them match{'es' if len(both) == 1 else ''} a row of the paper's Table II; "
+                 + (f"kdnb − paper is {d.iloc[0]:+.2f} points" if len(both) == 1 else
+                    f"kdnb − paper ranges from {d.min():+.2f} to {d.max():+.2f} points (mean {d.mean():+.2f})"))
+    else:
+        text += ". None of them is a configuration of the paper's Table II, so there is nothing to compare"
+    missing = cmp[cmp["acc"].isna()]
+    if len(missing):
+        text += f". {len(missing)} of the paper's teachers are not run by this profile"
+    return text + "."
 
 
-def transfer_sources(study: Study, runs: pd.DataFrame, student: str) -> tuple[dict[str, list[str]], str | None]:
-    """Run ids per method (seed order, finished students only) and the teacher's run id."""
-    st = runs[(runs["role"] == "student") & (runs["student"] == student) & (runs["status"] == "done")]
-    ids = {m: list(st[st["method"] == m].sort_values("seed")["run_id"])
-           for m in paper.METHODS if m in set(st["method"])}
-    cond = study.conditions[0]
-    arch = study.params.teacher_of(student)
-    teacher = study.best_teacher(cond, arch) if arch in cond.teachers else None
-    return ids, teacher
+def transfer_text(student: str, rec: Mapping[str, Any], store: str | Path) -> str:
+    """What the transfer matrix of ``student`` attacked and which code made its record."""
+    st, wall = rec["settings"], rec["wall_s"]
+    n_models = sum(len(v) for v in rec["sources"].values())
+    took = f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.0f} min"
+    text = (f"**{label(student)}**: {rec['n_images']} test images, PGD ε = {st['eps']}, step {st['step']}, "
+            f"{st['steps']} steps, seed {st['seed']}; {n_models} student models and the teacher; matrix record "
+            f"`{transfer_path(store, rec['key'])}`, computed in {took} on {rec['device']} by kdnb "
+            f"`{rec['code_version']}` ({rec['created'][:10]})")
+    if rec.get("weights_checked"):
+        return text + "; the weights it attacked are those in the store."
+    if "weights" in rec:
+        return text + "; the weights it attacked are not in this store (records only), so they cannot be checked."
+    return text + ("; it was made before transfer records named the weights they attacked, and the weights are "
+                   "not in this store, so it is matched by its run ids and attack settings.")
 
 
-def transfer_key(ids: Mapping[str, list[str]], teacher: str | None, settings: Mapping[str, Any],
-                 p: Params) -> str:
-    attack = {k: settings[k] for k in ("eps", "step", "steps", "seed")}
-    data = {"dataset": p.dataset, "test_per_class": settings["test_per_class"] or p.test_per_class}
-    return config_hash({"sources": dict(ids), "teacher": teacher, "attack": attack, "data": data})
-
-
-def transfer_path(store: str | Path, key: str) -> Path:
-    return Path(store) / "transfer" / f"{key}.json"
-
-
-def _matrix_to_json(df: pd.DataFrame) -> dict[str, Any]:
-    return {"index": list(df.index), "columns": list(df.columns),
-            "data": [[None if pd.isna(v) else float(v) for v in row] for row in df.to_numpy()]}
-
-
-def _matrix_from_json(d: Mapping[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame(d["data"], index=pd.Index(d["index"], name="target"),
-                        columns=pd.Index(d["columns"], name="source"), dtype=float)
-
-
-def transfer_for(study: Study, runs: pd.DataFrame, student: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Fig. 1 for one student architecture: (matrix, record). Read from the store when stored, else
-    computed from the weights (PGD examples cached under ``<store>/transfer/pgd``) and stored.
-
-    Index: target methods and ``mean``; columns: source methods, ``mean``, ``teacher``.
-    """
-    p = study.params
-    settings = transfer_settings(p)
-    ids, teacher = transfer_sources(study, runs, student)
-    if not ids:
-        raise TransferUnavailable(f"no finished {student} students in store {p.store}")
-    key = transfer_key(ids, teacher, settings, p)
-    path = transfer_path(p.store, key)
-    if path.is_file():
-        rec = json.loads(path.read_text())
-        return _matrix_from_json(rec["matrix"]), rec
-    store = Store(p.store)
-    needed = list(dict.fromkeys([r for rs in ids.values() for r in rs] + ([teacher] if teacher else [])))
-    absent = [str(store.model_path(r)) for r in needed if not store.model_path(r).is_file()]
-    if absent:
-        raise TransferUnavailable(
-            f"transfer matrix {path} is not stored, and the weights to compute it are missing for "
-            f"{len(absent)} of {len(needed)} runs: {', '.join(absent)}")
-    rec = _compute_transfer(p, store, ids, teacher, settings)
-    rec.update(key=key, student=student)
-    atomic_write_bytes(path, json.dumps(rec, indent=1, sort_keys=True).encode())
-    return _matrix_from_json(rec["matrix"]), rec
-
-
-def _compute_transfer(p: Params, store: Store, ids: dict[str, list[str]], teacher: str | None,
-                      settings: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    from kdnb.attacks import transfer_matrix
-    from kdnb.data import DataSpec, make_splits
-    from kdnb.train import load_model, resolve_device
-
-    device = resolve_device(p.device)
-    spec = DataSpec(dataset=p.dataset, train_per_class=p.train_per_class,
-                    test_per_class=settings["test_per_class"] or p.test_per_class)
-    _, test = make_splits(spec, p.data_root)
-    x = torch.from_numpy(test.x).permute(0, 3, 1, 2).float().div(255).to(device)
-    y = torch.from_numpy(test.y).to(device)
-    t0 = time.perf_counter()
-    models = {m: [load_model(store, r, device) for r in rs] for m, rs in ids.items()}
-    t_model = load_model(store, teacher, device) if teacher else None
-    mat = transfer_matrix(models, x, y, teacher=t_model, cache_dir=Path(p.store) / "transfer" / "pgd", ids=ids,
-                          teacher_id=teacher, seed=settings["seed"], batch_size=settings["batch_size"],
-                          progress=False, eps=settings["eps"], step=settings["step"], steps=settings["steps"])
-    mat = mat.rename(columns={"Teacher": "teacher"})
-    return {"kind": "transfer", "sources": ids, "teacher": teacher, "settings": settings,
-            "n_images": len(y), "matrix": _matrix_to_json(mat), "wall_s": time.perf_counter() - t0,
-            "device": str(device), "code_version": code_version(),
-            "created": datetime.now(timezone.utc).isoformat()}
-
-
-# Observations of the paper's §IV-D about Fig. 1, checked on any matrix
-HINTON_FAMILY = ("hinton", "fitnet", "fsp")
-RELATIONAL = ("sp", "rkd_d", "rkd_a", "rkd_da")
-
-
-def _ranked(values: pd.Series, n: int | None = None, lowest: bool = False) -> str:
-    v = values.sort_values(ascending=lowest)
-    return ", ".join(f"{paper.LABELS.get(m, m)} {x:.1f}" for m, x in (v if n is None else v.iloc[:n]).items())
-
-
-def transfer_rankings(mat: pd.DataFrame) -> str:
+def rankings_text(mat: pd.DataFrame, student: str) -> str:
     """Markdown: the teacher column and the mean row of a matrix, highest first."""
     methods = [m for m in paper.TRANSFER_SOURCES if m in mat.index]
     parts = []
     if "teacher" in mat.columns:
-        parts.append(f"- examples crafted on the teacher, by target: {_ranked(mat.loc[methods, 'teacher'].dropna())}")
+        parts.append(f"- examples crafted on the teacher, by target: {ranked(mat.loc[methods, 'teacher'].dropna())}")
     if "mean" in mat.index:
-        means = _ranked(mat.loc["mean", methods].dropna())
+        means = ranked(mat.loc["mean", methods].dropna())
         parts.append(f"- examples crafted on each method, mean over targets: {means}")
-    return "\n".join(parts)
+    return f"The rankings behind them, kdnb ({label(student)}):\n\n" + "\n".join(parts)
 
 
-def _top_is(values: pd.Series, method: str) -> bool | None:
-    return None if method not in values or len(values) < 2 else bool(values.idxmax() == method)
+def agreement_text(obs: pd.DataFrame, student: str) -> str:
+    """How many of the paper's observations (``analysis.observations_compared``) agree here."""
+    checked = obs.dropna(subset=["kdnb"])
+    agree = int((checked["kdnb"] == checked["paper"]).sum())
+    rest = len(obs) - len(checked)
+    return (f"{label(student)}: {agree} of {len(checked)} checkable observations agree with the paper"
+            + (f"; {rest} cannot be checked (methods not run)." if rest else "."))
 
 
-def _second_is(values: pd.Series, first: str, second: str) -> bool | None:
-    if first not in values or second not in values or len(values) < 3:
-        return None
-    return bool(list(values.sort_values(ascending=False).index[:2]) == [first, second])
+# ---------------------------------------------------------------------------------------------
+# Blocks of the results pages: the paper's table, then per group of runs kdnb's table, kdnb beside the
+# paper, and the prose
+
+GENERALIZATION_TABLES = {"cifar10": ("III", paper.STUDENTS), "cifar100": ("IV", paper.STUDENTS_C100)}
+CONDITION_TABLES = {"noise": ("V", paper.NOISE_RATES), "imbalance": ("VI", paper.IMBALANCE_RATES)}
 
 
-def _lowest_are(values: pd.Series, group: tuple[str, ...]) -> bool | None:
-    fam = [m for m in group if m in values]
-    if len(fam) < 2 or len(values) <= len(fam):
-        return None
-    return bool(set(values.nsmallest(len(fam)).index) == set(fam))
+def comparison(ours: pd.DataFrame, theirs: pd.DataFrame, runs: pd.DataFrame, column: str, columns: list[Any],
+               caption: str, side_caption: str, below_baseline: bool = False, gain_caption: str = "") -> list[Any]:
+    """The headline first: kdnb's gains over the baseline (paired per seed, 95 % CI) beside the paper's; then
+    kdnb's table, kdnb beside the paper, what the numbers say, and the teacher-student gap."""
+    from kdnb.analysis import paired_differences
+
+    paired = paired_differences(runs, by=[column])
+    ran = set(paired[column].dropna()) if not paired.empty else set()
+    return [tables.style_gains(paired, theirs, column, [c for c in columns if c in ran] or columns,
+                               caption=gain_caption or
+                               "gain over the baseline (points): kdnb, mean of the paired per-seed differences "
+                               "[95 % CI], beside the paper's"),
+            Markdown("The absolute accuracies, and kdnb beside the paper cell by cell:"),
+            tables.style_table(ours, column, columns=columns, below_baseline=below_baseline, caption=caption),
+            tables.side_by_side(ours, theirs, column, caption=side_caption),
+            Markdown(describe(ours, theirs, column)), Markdown(teacher_gap(runs, column))]
 
 
-def _between(values: pd.Series) -> tuple[bool | None, str]:
-    fam, rel = [m for m in HINTON_FAMILY if m in values], [m for m in RELATIONAL if m in values]
-    if not fam or not rel or "at" not in values:
-        return None, "needs AT, a relational method and a Hinton-family method"
-    lo, mid, hi = values[fam].mean(), values[rel].mean(), values["at"]
-    return bool(lo < mid < hi), f"Hinton family {lo:.1f}, relational {mid:.1f}, AT {hi:.1f}"
+def generalization_tables(runs: pd.DataFrame, ours: pd.DataFrame, dataset: str) -> list[Any]:
+    """Table III (``dataset`` cifar10) or IV (cifar100): the paper's, then kdnb's for each data set of
+    ``ours`` (``summarize`` by data set and student) of that kind."""
+    tab, archs = GENERALIZATION_TABLES[dataset]
+    theirs = paper_summary(paper.generalization(dataset))
+    out: list[Any] = [tables.details(f"The paper's Table {tab}", tables.style_table(
+        theirs, "student", columns=list(archs), caption=f"paper, Table {tab}"))]
+    shown = [d for d in ours["dataset"].unique() if (d == "cifar100") == (dataset == "cifar100")]
+    if not shown:
+        out.append(Markdown(f"{label(dataset)} is not part of this profile: *not run*."))
+    for d in shown:
+        o = ours[ours["dataset"] == d]
+        cols = list(archs) + sorted(set(o["student"]) - set(archs))
+        out += comparison(o, theirs, runs[runs["dataset"] == d], "student", cols,
+                          f"kdnb, {label(d)}: final test accuracy (%), mean ± std over seeds; best of each column "
+                          "in bold", f"kdnb ({label(d)}) beside the paper's Table {tab}, Δ = kdnb − paper",
+                          gain_caption=f"kdnb ({label(d)}): gain over the baseline of the same architecture "
+                          f"(points; mean of the paired per-seed differences [95 % CI]) beside the paper's "
+                          f"Table {tab} gain for that architecture")
+    return out
 
 
-def transfer_observations(mat: pd.DataFrame) -> pd.DataFrame:
-    """The paper's observations about Fig. 1 (§IV-D), checked on ``mat``: one row each with ``holds``
-    (True, False, or None when a method it needs is missing) and the numbers behind it."""
-    methods = [m for m in paper.TRANSFER_SOURCES if m in mat.index]
-    teacher = mat.loc[methods, "teacher"].dropna() if "teacher" in mat.columns else pd.Series(dtype=float)
-    source = mat.loc["mean", methods].dropna() if "mean" in mat.index else pd.Series(dtype=float)
-    between, between_detail = _between(teacher)
-    fam = ", ".join(paper.LABELS[m] for m in HINTON_FAMILY)
-    rows = [
-        ("Examples crafted on the teacher transfer best to AT", _top_is(teacher, "at"), f"top: {_ranked(teacher, 1)}"),
-        ("BSS comes second after AT in transfer from the teacher", _second_is(teacher, "at", "bss"),
-         f"top two: {_ranked(teacher, 2)}"),
-        ("Relational methods (SP, RKD-D/A/DA) lie between the Hinton family and AT (teacher column, group means)",
-         between, between_detail),
-        (f"The Hinton family ({fam}) has the lowest transfer from the teacher", _lowest_are(teacher, HINTON_FAMILY),
-         f"lowest: {_ranked(teacher, 3, lowest=True)}"),
-        ("Examples crafted on AT transfer best to the other students (mean row)", _top_is(source, "at"),
-         f"top: {_ranked(source, 1)}"),
-        (f"Examples crafted on the Hinton family ({fam}) transfer least (mean row)",
-         _lowest_are(source, HINTON_FAMILY), f"lowest: {_ranked(source, 3, lowest=True)}"),
-    ]
-    return pd.DataFrame(rows, columns=["observation", "holds", "detail"])
+def condition_tables(runs: pd.DataFrame, ours: pd.DataFrame, theirs: pd.DataFrame, column: str,
+                     students: Sequence[str]) -> list[Any]:
+    """Table V (``column`` noise) or VI (imbalance): the paper's (WRN-16-2 ← WRN-40-2), then kdnb's for
+    each of ``students`` from ``ours`` (``summarize`` by student and ``column``)."""
+    tab, rates = CONDITION_TABLES[column]
+    out: list[Any] = [tables.details(f"The paper's Table {tab} (WRN-16-2 ← WRN-40-2, CIFAR-10)", tables.style_table(
+        theirs, column, below_baseline=True, caption=f"paper, Table {tab}"))]
+    for s in students:
+        o = ours[ours["student"] == s]
+        cols = sorted(set(rates) | set(o[column].dropna()))
+        out += comparison(o, theirs, runs[(runs["student"] == s) | (runs["role"] == "teacher")], column, cols,
+                          f"kdnb, {label(s)}: final test accuracy (%), mean ± std over seeds",
+                          f"kdnb ({label(s)}) beside the paper's Table {tab} (WRN-16-2), Δ = kdnb − paper",
+                          below_baseline=True,
+                          gain_caption=f"kdnb ({label(s)}): gain over its baseline (points; mean of the paired "
+                          f"per-seed differences [95 % CI]) beside the paper's Table {tab} gain, which is "
+                          + ("the same architecture" if s == "wrn16_2" else
+                             f"WRN-16-2, not {label(s)}: compare how the gain moves across the columns, not "
+                             "the cells"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Does it reproduce?
+
+
+def claims_summary(grids: Sequence[Params], runs: pd.DataFrame, counts: Mapping[str, int]) -> str:
+    """The paragraph above the claims table (markdown): what was run, at what scale, how many claims hold."""
+    st = students(runs)
+    total = sum(counts.values())
+    p = grids[0]
+    archs = sorted(set(st["student"]), key=lambda s: (paper.STUDENTS.index(s) if s in paper.STUDENTS else 99, s))
+    pairs = ", ".join(f"{label(s)} ← {label(p.teacher_of(s))}" for s in archs) or "none"
+    epochs = sorted({g.epochs for g in grids})
+    seeds = sorted(set(st["seed"])) if not st.empty else []
+    conds = sorted({(float(n), -1.0 if pd.isna(i) else float(i)) for n, i in zip(st["noise"], st["imbalance"],
+                                                                                   strict=True)})
+    images = f"the first {p.train_per_class} training images per class" if p.train_per_class else \
+        "all training images"
+    hours = st["wall_s"].sum() / 3600 if "wall_s" in st else math.nan
+    tested = total - counts.get("not testable", 0)
+    return (f"**What was run:** profile `{p.profile}`, {_n(len(st), 'finished student run')} "
+            f"({hours:.1f} h of training) on {label(p.dataset)} with {images}: {pairs}; "
+            f"{', '.join(map(str, epochs))} epochs per student (the paper: 200), seeds {seeds} "
+            f"({len(seeds)} per cell; the paper: 5), {_n(len(conds), 'data condition')}"
+            + (f" ({', '.join(_condition_name(n, g) for n, g in conds)})" if conds else "")
+            + f". **Of the paper's {total} findings listed here**, "
+            f"{tested} can be tested with this profile: **{counts.get('agrees', 0)} agree**, "
+            f"{counts.get('disagrees', 0)} disagree and {counts.get('inconclusive', 0)} are inconclusive "
+            f"(within the noise); {counts.get('not testable', 0)} are not testable with this profile "
+            "(models, noise rates or seeds it does not run).")
+
+
+def _condition_name(noise: float, gamma: float) -> str:
+    return f"σ = {noise:g}" if noise else f"γ = {gamma:g}" if gamma >= 0 else "clean"
+
+
+def verdict_rule_text(n_seeds: int) -> str:
+    """How the verdicts are computed, and what ``n_seeds`` seeds can show (markdown)."""
+    from kdnb.analysis import SIMILAR_POINTS, t975
+
+    rule = ("**The rule.** Each finding is a contrast of test accuracies in percentage points: a gain (method − "
+            "baseline in the same cell), a difference between methods in the same cell, or a trend (the gain "
+            "under label noise or imbalance minus the gain on clean data, on one architecture). kdnb computes it "
+            "per seed: the baseline and each method share a seed's initial weights and batches (a paired design), "
+            "so each seed gives one paired difference; across seeds, the mean and its 95 % Student-t interval. "
+            "For a finding that expects a positive contrast the verdict is *agrees* when the interval lies above "
+            "0, *disagrees* when it lies below 0, *inconclusive* otherwise (and the mirror for a negative one); "
+            f"for *similar* or *comparable*, *agrees* when the interval lies within ±{SIMILAR_POINTS:g} point, "
+            "*disagrees* when it lies wholly outside, *inconclusive* otherwise. *Not testable*: the profile "
+            "lacks a cell the contrast needs (a model, a noise rate) or has fewer than two seeds. The paper's "
+            "evidence is the same contrast on its means (5 seeds; its tables give no per-seed values, so no "
+            "interval). Where the paper has no cell of kdnb's architecture (Tables V and VI are WRN-16-2), "
+            "both sides are trends within their own architecture, never one cell against the other. The "
+            "transfer findings (§IV-D) are orderings on one matrix per side: *agrees* when the ordering holds "
+            "on kdnb's matrix, with no interval.")
+    if n_seeds >= 2:
+        t = t975(n_seeds - 1)
+        k = t / math.sqrt(n_seeds)
+        rule += (f" **What {n_seeds} seeds can show:** the interval's half-width is {t:.2f} / √{n_seeds} = "
+                 f"{k:.2f} times the seeds' standard deviation of the paired difference"
+                 + (f"; with two seeds that is {t / 2:.2f} × the gap between the two seeds' differences, so a "
+                    "contrast is resolved only when both seeds agree on it to within a fraction of its size (as "
+                    "for large effects), while the paper's typical gains of 0.3-2 points stay inconclusive unless "
+                    "the seeds agree almost exactly. Two seeds cannot estimate the seed-to-seed spread itself "
+                    "(one degree of freedom): an *agrees* or *disagrees* is strong evidence only when the "
+                    "interval is far from its threshold." if n_seeds == 2 else "."))
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells of another store at the paper's protocol (the paper profile's generalization grid, shown on the
+# default book's generalization page)
+
+
+def _machine(segments: Sequence[Mapping[str, Any]], record: Mapping[str, Any] | None = None) -> str:
+    """Where a run was trained: one ``cpu (threads), epochs a-b`` per segment, or the record's device."""
+    parts = []
+    for s in segments or []:
+        where = s.get("cpu") if s.get("device", "cpu") == "cpu" else s.get("device")
+        threads = f", {s['threads']} thread{'' if s['threads'] == 1 else 's'}" if s.get("threads") else ""
+        parts.append(f"{where or s.get('device', '?')}{threads}: epochs {s.get('from_epoch', '?')}–"
+                     f"{s.get('to_epoch', '?')}")
+    if parts:
+        return "; ".join(parts)
+    env = (record or {}).get("environment") or {}
+    return ", ".join(str(v) for v in (env.get("cpu") or env.get("processor"), (record or {}).get("device")) if v)
+
+
+def protocol_cells(p: Params) -> pd.DataFrame:
+    """The student runs of grid ``p`` that its store holds, finished or in progress: one row each with
+    student, method, seed, state (done or in progress), epoch, epochs, acc (final accuracy, or the test
+    accuracy of the last epoch so far), wall_s and machine (from the record's or checkpoint's segments)."""
+    from kdnb import store as store_mod
+    from kdnb.study import Study
+
+    cols = ["run_id", "student", "method", "seed", "state", "epoch", "epochs", "acc", "wall_s", "machine"]
+    study = Study(p)
+    st = study.status()
+    rows = []
+    for r in st[st["role"] == "student"].dropna(subset=["run_id"]).itertuples(index=False):
+        rec = study.store.read_or_none(r.run_id)
+        if rec is not None and rec.get("status") == "done":
+            rows.append(dict(run_id=r.run_id, student=r.student, method=r.method, seed=r.seed, state="done",
+                             epoch=p.epochs, epochs=p.epochs, acc=rec["final_acc"], wall_s=rec.get("wall_s"),
+                             machine=_machine(rec.get("segments", []), rec)))
+            continue
+        ck_path = study.store.checkpoint_path(r.run_id)
+        if not ck_path.is_file():
+            continue
+        try:
+            ck = store_mod.safe_torch_load(ck_path)
+        except Exception:  # a checkpoint being written or damaged: show nothing rather than fail the page
+            continue
+        hist = [h for h in ck.get("history", []) if "test_acc" in h]
+        segs = ck.get("segments", [])
+        rows.append(dict(run_id=r.run_id, student=r.student, method=r.method, seed=r.seed, state="in progress",
+                         epoch=int(ck.get("epoch", 0)), epochs=p.epochs,
+                         acc=hist[-1]["test_acc"] if hist else math.nan,
+                         wall_s=ck.get("wall_s", sum(s.get("wall_s", 0.0) for s in segs)), machine=_machine(segs)))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def protocol_text(cells: pd.DataFrame, p: Params) -> str:
+    """What the paper-protocol store holds (markdown), one clause per run."""
+    if cells.empty:
+        return (f"The paper-protocol store `{p.store}` holds no run of this grid yet, finished or in progress.")
+    parts = []
+    for r in cells.itertuples(index=False):
+        what = f"{label(r.method)} {label(r.student)}, seed {r.seed}"
+        hours = f"{r.wall_s / 3600:.1f} h" if pd.notna(r.wall_s) else "unknown time"
+        if r.state == "done":
+            parts.append(f"{what}: {r.acc:.2f} % after {r.epochs} epochs, {hours} on {r.machine or 'unknown'}")
+        else:
+            acc = f"test accuracy at epoch {r.epoch} {r.acc:.2f} %" if pd.notna(r.acc) else "no epoch finished"
+            parts.append(f"{what}: *in progress*, epoch {r.epoch} of {r.epochs}, {acc}, so far {hours} on "
+                         f"{r.machine or 'unknown'}")
+    return (f"**At the paper's protocol** (profile `{p.profile}`: all {p.dataset.upper().replace('CIFAR', 'CIFAR-')} "
+            f"training images, {p.epochs} epochs, batch {p.batch_size}, {p.precision}), store `{p.store}` holds "
+            f"{_n(len(cells), 'run')}: " + "; ".join(parts) + ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablations of the generalization grid (params/<profile>/ablations/*.yaml)
+
+# (label, ablation file, its method, the reference: "main" (the page's grid) or a file, the reference's
+# method, what the contrast asks)
+ABLATIONS = (
+    ("BSS, standard scheme − official recipe", "bss_standard.yaml", "bss", "main", "bss",
+     "does BSS's recipe matter"),
+    ("Baseline, 12 − 8 epochs (fp32)", "one_schedule_control.yaml", "baseline", "baseline_fp32.yaml", "baseline",
+     "what ONE's 12-epoch schedule alone gives the baseline"),
+)
+
+
+def ablations(params_dir: str | Path, runs: pd.DataFrame, store: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The ablations of ``ABLATIONS`` found in ``<params_dir>/ablations``, each as paired differences per seed
+    against its reference (``analysis.paired_between``), plus ONE − baseline of the page's grid ``runs`` for
+    context; and one line per ablation or run that is not there (never an error)."""
+    from kdnb.analysis import paired_between
+    from kdnb.study import Study
+
+    folder, rows, absent = Path(params_dir) / "ablations", [], []
+
+    def grid_runs(name: str) -> pd.DataFrame | None:
+        path = folder / name
+        if not path.is_file():
+            absent.append(f"`{path}` is not in this profile")
+            return None
+        g = load_params_file(path)[0]
+        g = dataclasses.replace(g, store=store) if store else g
+        study = Study(g)
+        st = study.status()
+        lack = st[(st["role"] == "student") & (st["state"] != "done")]
+        if len(lack):
+            absent.append(f"{name}: {_n(len(lack), 'run')} not in the store yet ("
+                          + ", ".join(f"{label(m)} seed {s}: {state}" for m, s, state in
+                                      zip(lack["method"], lack["seed"], lack["state"], strict=True)) + ")")
+        return study.results()
+
+    def cell(df: pd.DataFrame, method: str) -> pd.DataFrame:
+        st = students(df)
+        return st[(st["method"] == method) & (st["noise"] == 0) & st["imbalance"].isna()] if not st.empty else st
+
+    for name, file, method, ref, ref_method, question in ABLATIONS:
+        a = grid_runs(file)
+        b = runs if ref == "main" else grid_runs(ref)
+        if a is None or b is None:
+            continue
+        rows.append({"ablation": name, "question": question, **paired_between(cell(a, method), cell(b, ref_method))})
+    rows.append({"ablation": "ONE − baseline, main grid", "question": "ONE's gain, for context",
+                 **paired_between(cell(runs, "one"), cell(runs, "baseline"))})
+    return pd.DataFrame(rows), list(dict.fromkeys(absent))
+
+
+def ablations_text(abl: pd.DataFrame, absent: Sequence[str]) -> str:
+    """What the ablations show (markdown), computed from ``ablations``."""
+    def iv(r: Mapping[str, Any]) -> str:
+        if not r["n"]:
+            return "no pair of seeds yet"
+        ci = "" if pd.isna(r["lo"]) else f" (95 % CI {r['lo']:+.2f} to {r['hi']:+.2f})"
+        return f"{r['mean']:+.2f} points{ci} over {_n(int(r['n']), 'seed')}"
+
+    by = {r["ablation"]: r for r in abl.to_dict("records")}
+    out = []
+    bss = by.get(ABLATIONS[0][0])
+    if bss is not None:
+        out.append(f"BSS under the standard scheme instead of its official recipe: {iv(bss)}.")
+    longer, one = by.get(ABLATIONS[1][0]), by.get("ONE − baseline, main grid")
+    if longer is not None:
+        text = f"Training the baseline for ONE's 12 epochs instead of 8: {iv(longer)}"
+        if one is not None and one["n"] and longer["n"] and one["mean"]:
+            share = longer["mean"] / one["mean"]
+            text += (f"; ONE's own gain over the 8-epoch baseline is {iv(one)}, so the longer schedule alone "
+                     f"gives {share:.0%} of it (the two are in different precisions, fp32 and bf16)")
+        out.append(text + ".")
+    if absent:
+        out.append("Not shown yet: " + "; ".join(absent) + ".")
+    return " ".join(out) or "No ablation is defined for this profile."
+
+
+def protocol_block(path: str | Path = "params/paper/generalization.yaml") -> list[Any]:
+    """The generalization page's block of runs at the paper's protocol: what the store of the grid at ``path``
+    holds, and the table beside the paper (nothing but a line when the file or its runs are absent)."""
+    from kdnb.analysis import against_paper
+
+    if not Path(path).is_file():
+        return [Markdown(f"No paper-protocol grid `{path}` in this checkout.")]
+    grid = load_params_file(path)[0]
+    cells = against_paper(protocol_cells(grid), grid.dataset if grid.dataset in ("cifar10", "cifar100") else
+                          "cifar10")
+    return [Markdown(protocol_text(cells, grid)), *([tables.style_protocol(cells)] if len(cells) else [])]

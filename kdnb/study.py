@@ -9,17 +9,21 @@ with the highest final test accuracy (paper §III; DECISIONS.md, "teachers").
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from kdnb import NUMERICS_REVISION
+from kdnb import NUMERICS_REVISION, paper
 from kdnb import store as store_mod
 from kdnb.config import ConfigError, RunConfig
 from kdnb.data import DataSpec
@@ -30,6 +34,7 @@ log = logging.getLogger("kdnb")
 # Teacher of each student family (paper §III): ResNet-26 for ResNets, WRN-40-2 for WRNs.
 DEFAULT_TEACHERS = {"resnet": "resnet26", "wrn": "wrn40_2"}
 EXECUTORS = ("local", "slurm")
+Reader = Callable[[str], "dict[str, Any] | None"]  # run id -> its record, or None
 
 
 def check_bf16(precision: str, device: str | None, allow_emulated: bool = False) -> None:
@@ -198,12 +203,15 @@ class Study:
         return Condition(data, teachers, students)
 
     # --- state ------------------------------------------------------------------------------
-    def best_teacher(self, cond: Condition, teacher: str) -> str | None:
-        """Run id of the finished teacher seed with the highest final accuracy.
+    def best_teacher(self, cond: Condition, teacher: str, read: Reader | None = None) -> str | None:
+        """Run id of the finished teacher seed with the highest final accuracy: the one place where the
+        teacher seed is chosen (each student's record keeps the choice as ``config.teacher_run``).
 
         None while any teacher seed is unfinished; raises TeacherFailed when every seed failed.
+        ``read`` (run id -> record or None) replaces the store's reads within one pass over the grid.
         """
-        recs = [self.store.read_or_none(c.run_id) for c in cond.teachers[teacher]]
+        read = read or self.store.read_or_none
+        recs = [read(c.run_id) for c in cond.teachers[teacher]]
         if not all(r and r.get("status") in ("done", "failed") for r in recs):
             return None
         done = [r for r in recs if r["status"] == "done"]
@@ -211,11 +219,11 @@ class Study:
             raise TeacherFailed(f"every seed of teacher {teacher} failed ({recs[0].get('error')})")
         return max(done, key=lambda r: r["final_acc"])["run_id"]
 
-    def resolved(self, cond: Condition, cfg: RunConfig) -> RunConfig | None:
+    def resolved(self, cond: Condition, cfg: RunConfig, read: Reader | None = None) -> RunConfig | None:
         """The student config with its teacher run filled in (None while the teacher is unfinished)."""
         if cfg.teacher is None:
             return cfg
-        tid = self.best_teacher(cond, cfg.teacher)
+        tid = self.best_teacher(cond, cfg.teacher, read)
         return cfg.replace(teacher_run=tid) if tid else None
 
     def status(self) -> pd.DataFrame:
@@ -315,19 +323,182 @@ class Study:
             time.sleep(poll_s)
 
     def results(self) -> pd.DataFrame:
-        """Store rows of the grid's runs, with a ``role`` column (teacher or student)."""
-        st = self.status().dropna(subset=["run_id"])
-        df = store_mod.load(self.params.store)
+        """The grid's runs that have a record, one row each with the columns of ``kdnb.store.load``, ``role``
+        (teacher or student), ``teaches`` (a teacher that its students learn from: ``best_teacher``) and the
+        run's per-epoch ``history``. Each record of the grid is read once, and no other."""
+        read = functools.cache(self.store.read_or_none)
+        rows: list[tuple[str, str, bool]] = []  # run id, role, teaches
+        for cond in self.conditions:
+            chosen = {}
+            for arch in cond.teachers:
+                try:
+                    chosen[arch] = self.best_teacher(cond, arch, read)
+                except TeacherFailed:
+                    chosen[arch] = None
+            rows += [(c.run_id, "teacher", c.run_id == chosen[a]) for a, cs in cond.teachers.items() for c in cs]
+            rows += [(c.replace(teacher_run=chosen[c.teacher]).run_id if c.teacher else c.run_id, "student", False)
+                     for c in cond.students if c.teacher is None or chosen[c.teacher]]
+        recs = [(read(r), role, teaches) for r, role, teaches in dict.fromkeys(rows)]
+        df = pd.DataFrame([{**store_mod._row(rec), "role": role, "teaches": teaches, "history": rec.get("history", [])}
+                           for rec, role, teaches in recs if rec is not None and rec.get("kind", "run") == "run"])
         if df.empty:
-            return df.assign(role=pd.Series(dtype=str))
-        df = df.merge(st[["run_id", "role"]], on="run_id", how="inner")
+            return pd.DataFrame(columns=[*store_mod.COLUMNS, "status", "kind", "role", "teaches", "history"])
         return df
 
+    def transfer(self, student: str, runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Fig. 1 for the grid's ``student`` architecture: (matrix, record); see ``transfer_for``."""
+        return transfer_for(self.params, self.results() if runs is None else runs, student)
 
-def run_params(params: dict[str, Any] | Params, train: bool = True, progress: bool = True) -> pd.DataFrame:
-    """Run (or read) the grid of a params mapping; what notebooks call."""
-    p = params if isinstance(params, Params) else Params.from_dict(params)
-    return Study(p).run(train=train, progress=progress)
+
+def teacher_grids(p: Params, **overrides: Any) -> list[Params]:
+    """One baseline grid per (data condition, teacher architecture) of ``p``: exactly its teacher runs.
+
+    A teacher run is a baseline run of the teacher architecture with the teacher seeds and epochs, so
+    these grids have the same run ids as the teachers that ``Study(p)`` trains, and training them trains
+    the teachers alone. ``overrides`` (store, device, data_root) replace fields that do not change a run.
+    """
+    archs = sorted({p.teacher_of(s) for s in p.students for m in p.methods if METHODS[m].uses_teacher})
+    return [dataclasses.replace(p, students=[t], teachers={}, methods=["baseline"], seeds=list(p.teacher_seeds),
+                                epochs=p.teacher_epochs or p.epochs, teacher_epochs=None, noise=[n],
+                                imbalance=[g], method_args={}, **overrides)
+            for n in p.noise for g in p.imbalance for t in archs]
+
+
+def teacher_runs(grids: list[Params], train: bool = True) -> pd.DataFrame:
+    """The finished teacher runs of the grids, one row per run (``results``' columns, ``teacher`` = the
+    architecture), ``teaches`` marking the seed that the grid's students learn from.
+
+    Each grid's teachers are trained first when ``train`` (else missing ones raise MissingRuns), without
+    its students. A grid without teachers (baseline runs of teacher architectures, as the teachers
+    page's own) contributes its runs as teachers.
+    """
+    frames = []
+    for p in grids:
+        tgrids = teacher_grids(p)
+        ran = [Study(tg).run(train=train, progress=False) for tg in tgrids or [p]]
+        res = Study(p).results() if tgrids else ran[0]
+        frames.append(res[res["role"] == "teacher"] if tgrids else res.assign(role="teacher", teaches=False))
+    df = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    df = df[df["status"] == "done"].sort_values("teaches", ascending=False, kind="stable").drop_duplicates("run_id")
+    return df.assign(teacher=df["student"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 1: the transfer matrix of a grid's students, kept as a record in the store (it needs the weights,
+# which a committed store does not carry).
+
+# PGD of the paper's §IV-D (protocol § Transferability); test_per_class None: the test set of the grid
+TRANSFER_DEFAULTS: dict[str, Any] = {"eps": 0.031, "step": 0.003, "steps": 20, "seed": 0, "test_per_class": None,
+                                     "batch_size": 500}
+
+
+class TransferUnavailable(FileNotFoundError):
+    """Neither the stored transfer matrix nor the weights to compute it are there."""
+
+
+def transfer_settings(p: Params) -> dict[str, Any]:
+    bad = sorted(set(p.transfer) - set(TRANSFER_DEFAULTS))
+    if bad:
+        raise ValueError(f"unknown transfer setting {bad[0]!r}; valid: {', '.join(TRANSFER_DEFAULTS)}")
+    return {**TRANSFER_DEFAULTS, **p.transfer}
+
+
+def transfer_sources(runs: pd.DataFrame, student: str) -> tuple[dict[str, list[str]], str | None]:
+    """Run ids per method (seed order, finished students of ``student``) and the teacher run they learned
+    from, as their records say (``teacher_run``; None when no method uses a teacher)."""
+    st = runs[(runs["role"] == "student") & (runs["student"] == student) & (runs["status"] == "done")]
+    ids = {m: list(st[st["method"] == m].sort_values("seed")["run_id"])
+           for m in paper.METHODS if m in set(st["method"])}
+    teachers = sorted(st["teacher_run"].dropna().unique()) if "teacher_run" in st else []
+    if len(teachers) > 1:
+        raise ValueError(f"the {student} students learned from {len(teachers)} teacher runs ({', '.join(teachers)}); "
+                         "a transfer matrix needs a grid of one data condition")
+    return ids, (teachers[0] if teachers else None)
+
+
+def transfer_key(ids: Mapping[str, list[str]], teacher: str | None, settings: Mapping[str, Any], p: Params) -> str:
+    """The record's name: which runs (by id), which attack, which test images. The weights it attacked are
+    checked separately (the record's ``weights``), since a run id can be retrained."""
+    attack = {k: settings[k] for k in ("eps", "step", "steps", "seed")}
+    data = {"dataset": p.dataset, "test_per_class": settings["test_per_class"] or p.test_per_class}
+    return store_mod.config_hash({"sources": dict(ids), "teacher": teacher, "attack": attack, "data": data})
+
+
+def transfer_path(store: str | Path, key: str) -> Path:
+    return Path(store) / "transfer" / f"{key}.json"
+
+
+def _matrix_to_json(df: pd.DataFrame) -> dict[str, Any]:
+    return {"index": list(df.index), "columns": list(df.columns),
+            "data": [[None if pd.isna(v) else float(v) for v in row] for row in df.to_numpy()]}
+
+
+def _matrix_from_json(d: Mapping[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(d["data"], index=pd.Index(d["index"], name="target"),
+                        columns=pd.Index(d["columns"], name="source"), dtype=float)
+
+
+def transfer_for(p: Params, runs: pd.DataFrame, student: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fig. 1 for one student architecture of a grid: (matrix, record). Index: target methods and ``mean``;
+    columns: source methods, ``mean``, ``teacher``.
+
+    The record ``<store>/transfer/<transfer_key>.json`` holds the matrix and ``weights``, the
+    ``attacks.weights_hash`` of every model it attacked. With the weights in the store, the record is
+    used only if those hashes match (retrained weights under the same run ids are attacked anew; PGD
+    examples are cached by weights under ``<store>/transfer/pgd``); without them (a committed store
+    carries records only), the record is used as it was made, and the returned record says so
+    (``weights_checked`` False). A record without ``weights`` predates them: it is matched by run ids.
+    """
+    settings = transfer_settings(p)
+    ids, teacher = transfer_sources(runs, student)
+    if not ids:
+        raise TransferUnavailable(f"no finished {student} students in store {p.store}")
+    key = transfer_key(ids, teacher, settings, p)
+    path = transfer_path(p.store, key)
+    rec = json.loads(path.read_text()) if path.is_file() else None
+    store = store_mod.Store(p.store)
+    needed = list(dict.fromkeys([r for rs in ids.values() for r in rs] + ([teacher] if teacher else [])))
+    absent = [str(store.model_path(r)) for r in needed if not store.model_path(r).is_file()]
+    if absent and rec is None:
+        raise TransferUnavailable(
+            f"transfer matrix {path} is not stored, and the weights to compute it are missing for "
+            f"{len(absent)} of {len(needed)} runs: {', '.join(absent)}")
+    if absent:
+        return _matrix_from_json(rec["matrix"]), {**rec, "weights_checked": False}
+    from kdnb.attacks import weights_hash
+    from kdnb.train import load_model, resolve_device
+
+    device = resolve_device(p.device)
+    models = {r: load_model(store, r, device) for r in needed}
+    weights = {r: weights_hash(m) for r, m in models.items()}
+    if rec is None or rec.get("weights") != weights:
+        rec = {**_compute_transfer(p, settings, models, ids, teacher, device), "key": key, "student": student,
+               "weights": weights}
+        store_mod.atomic_write_bytes(path, json.dumps(rec, indent=1, sort_keys=True).encode())
+    return _matrix_from_json(rec["matrix"]), {**rec, "weights_checked": True}
+
+
+def _compute_transfer(p: Params, settings: dict[str, Any], models: dict[str, Any], ids: dict[str, list[str]],
+                      teacher: str | None, device: Any) -> dict[str, Any]:
+    import torch
+
+    from kdnb.attacks import transfer_matrix
+    from kdnb.data import make_splits
+
+    spec = DataSpec(dataset=p.dataset, train_per_class=p.train_per_class,
+                    test_per_class=settings["test_per_class"] or p.test_per_class)
+    _, test = make_splits(spec, p.data_root)
+    x = torch.from_numpy(test.x).permute(0, 3, 1, 2).float().div(255).to(device)
+    y = torch.from_numpy(test.y).to(device)
+    t0 = time.perf_counter()
+    mat = transfer_matrix({m: [models[r] for r in rs] for m, rs in ids.items()}, x, y,
+                          teacher=models[teacher] if teacher else None, cache_dir=Path(p.store) / "transfer" / "pgd",
+                          seed=settings["seed"], batch_size=settings["batch_size"], progress=False,
+                          eps=settings["eps"], step=settings["step"], steps=settings["steps"])
+    return {"kind": "transfer", "sources": ids, "teacher": teacher, "settings": settings, "n_images": len(y),
+            "matrix": _matrix_to_json(mat.rename(columns={"Teacher": "teacher"})),
+            "wall_s": time.perf_counter() - t0, "device": str(device), "code_version": store_mod.code_version(),
+            "created": datetime.now(timezone.utc).isoformat()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The training loop: stages, SGD schedules, evaluation, checkpoints and resume, run records.
 
-The loop is method-agnostic: a method (``kdnb.methods``) supplies its models, stages, parameter
-groups and per-batch loss. Metrics stay on the device during an epoch and are read once at its
-end; the training state is checkpointed atomically after every epoch and a run resumes from it,
-on this machine or another: each resumed stretch is recorded as a segment (code, machine, epochs).
+The loop is method-agnostic: a method (``kdnb.methods``) supplies its models, stages, optimisers and
+step. A run goes through short phases: set-up (data, teacher, :func:`build_method`), resume (from the
+checkpoint), then per stage either its reuse or its epochs, and finish (the deployed weights and the
+record). Metrics stay on the device during an epoch and are read once at its end; the training state
+is checkpointed atomically after every epoch and a run resumes from it, on this machine or another:
+each resumed stretch is recorded as a segment (code, machine, epochs).
 
 Fault injection, for testing the failure path: with ``KDNB_FAULT_NAN="<method>[@<epoch>]"`` in the
 environment, runs of that method report a NaN loss from that epoch on (1-based; default 1), exactly
@@ -13,11 +15,11 @@ as a diverged run does. Nothing else reads it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,20 +27,12 @@ import torch
 from torch import nn
 
 from kdnb import NUMERICS_REVISION
+from kdnb import store as store_mod
 from kdnb.config import RunConfig
 from kdnb.data import DeviceData, make_splits
-from kdnb.methods import METHODS, Stage
+from kdnb.methods import METHODS, Method, Stage, Terms, objectives
 from kdnb.models import build
-from kdnb.store import (
-    CorruptRecord,
-    Store,
-    atomic_torch_save,
-    code_version,
-    cpu_name,
-    environment,
-    safe_torch_load,
-    source_state,
-)
+from kdnb.store import CorruptRecord, Store, atomic_torch_save, safe_torch_load
 
 log = logging.getLogger("kdnb")
 FAULT_ENV = "KDNB_FAULT_NAN"
@@ -57,16 +51,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def derive_seed(seed: int, purpose: str) -> int:
-    """Independent 63-bit seeds per purpose (init, data, method) from one run seed."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1
-
-
 def load_model(store: Store, run_id: str, device: torch.device) -> nn.Module:
     """The deployed network of a finished run, in eval mode with frozen parameters."""
     rec = store.done(run_id)
     if rec is None:
         raise FileNotFoundError(f"run {run_id} is not finished in store {store.root}")
+    if not store.model_path(run_id).exists():
+        raise FileNotFoundError(f"run {run_id} is finished but {store.model_path(run_id)} is absent (a records-only "
+                                f"store keeps no weights): retrain it in a store with weights")
     cfg = RunConfig.from_dict(rec["config"])
     model = build(cfg.student, cfg.num_classes, shortcut=cfg.shortcut)
     model.load_state_dict(safe_torch_load(store.model_path(run_id)))
@@ -74,16 +66,40 @@ def load_model(store: Store, run_id: str, device: torch.device) -> nn.Module:
     return model
 
 
+def layout(cfg: RunConfig) -> torch.memory_format:
+    """The memory format of a run's models and inputs (channels_last: same math, faster convolutions)."""
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
+def build_method(cfg: RunConfig, teacher: nn.Module | None, device: torch.device) -> Method:
+    """A run's method as training sets it up: models initialised on the CPU from the run's init seed
+    (so they do not depend on the device), moved to ``device``, in the run's layout, compiled if asked."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed_for("init"))
+        method = METHODS[cfg.method](cfg, teacher).to(device)
+    for m in method.modules():
+        m.to(memory_format=layout(cfg))
+        if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
+            m.compile()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        # fp32 is the paper's precision: no TF32 in convolutions (on by default in cuDNN) or matmuls
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = cfg.precision != "fp32"
+    return method
+
+
 @torch.no_grad()
-def evaluate(models: dict[str, nn.Module], data: DeviceData, batch_size: int = 1000,
-             autocast: Any = contextlib.nullcontext) -> dict[str, float]:
+def evaluate(models: dict[str, nn.Module], data: DeviceData, batch_size: int,
+             autocast: contextlib.AbstractContextManager | None = None,
+             memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
     """Test accuracy (%) of each model; one host synchronisation at the end."""
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
         m.eval()
     correct = {k: torch.zeros((), dtype=torch.long, device=data.device) for k in models}
     for x, y in data.batches(batch_size, shuffle=False):
-        with autocast():
+        x = x.contiguous(memory_format=memory_format)
+        with autocast or contextlib.nullcontext():
             for k, m in models.items():
                 correct[k] += (m(x).argmax(1) == y).sum()
     for k, m in models.items():
@@ -92,16 +108,40 @@ def evaluate(models: dict[str, nn.Module], data: DeviceData, batch_size: int = 1
     return {k: 100.0 * c / len(data) for k, c in zip(models, counts, strict=True)}
 
 
-def _stage_key(cfg: RunConfig, index: int, stage: Stage) -> str:
-    """Identity of a reusable stage: the run's identity without what only later stages read."""
-    from kdnb.store import config_hash
+class Metrics:
+    """An epoch's sums, kept on the device: the loss of the first model updated, correct predictions
+    (of the logits a step returns), and each named term (summed once, at the end of the epoch)."""
 
-    ident = cfg.identity()
-    ident.update(stage=index, stage_name=stage.name, stage_spec=[stage.epochs, stage.lr, list(stage.milestones),
-                                                                 stage.gamma, stage.weight_decay, stage.batch_size])
-    for later in ("epochs", "lr", "milestones", "lr_decay", "method"):
-        ident.pop(later)
-    return config_hash(ident)
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.steps: list[tuple[int, Terms]] = []
+
+    def add(self, terms: Terms, logits: torch.Tensor | None, y: torch.Tensor) -> None:
+        self.loss += objectives(terms)[0].detach().float() * len(y)
+        if logits is not None:  # stages without a classifier output (stage 1) give None
+            self.correct += (logits.detach().argmax(1) == y).sum()
+        self.steps.append((len(y), {k: v.detach() for k, v in terms.items()}))
+
+    def read(self) -> tuple[float, int, dict[str, float]]:
+        """(loss sum, correct, term sums): the epoch's one host synchronisation."""
+        names = list(dict.fromkeys(k for _, t in self.steps for k in t))
+        zero, n = self.loss.new_zeros(()), self.loss.new_tensor([n for n, _ in self.steps])
+        sums = [(torch.stack([t.get(k, zero).to(zero.dtype) for _, t in self.steps]) * n).sum() for k in names]
+        loss, correct, *terms = torch.stack([self.loss, self.correct.to(self.loss.dtype), *sums]).tolist()
+        return loss, int(correct), dict(zip(names, terms, strict=True))
+
+
+def train_step(method: Method, stage: Stage, epoch: int, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,
+               y: torch.Tensor, metrics: Metrics | None = None) -> None:
+    """One batch as the loop trains it: the input in the run's layout, the method's step, the metrics."""
+    x = x.contiguous(memory_format=layout(method.cfg))
+    terms, logits = method.step(x, y, stage, epoch, optimizers)
+    if metrics is not None:
+        metrics.add(terms, logits, y)
+
+
+# --- one run, in phases ---------------------------------------------------------------------------
 
 
 def train_run(cfg: RunConfig, store: Store, device: str | torch.device = "auto", progress: bool = True,
@@ -130,163 +170,193 @@ def train_run(cfg: RunConfig, store: Store, device: str | torch.device = "auto",
         if (rec := finished()) is not None:  # finished by another process meanwhile
             return rec
         log.info("training run %s: %s %s seed %d", cfg.run_id, cfg.method, cfg.student, cfg.seed)
-        return _train(cfg, store, resolve_device(device), progress, data_root, max_epochs)
+        run = _setup(cfg, store, resolve_device(device), data_root, max_epochs)
+        _resume(run)
+        for si in range(run.stage, len(run.stages)):
+            if run.epoch == 0 and _reuse(run, si):
+                continue
+            if (stopped := _train_stage(run, si, progress)) is not None:
+                return stopped
+        return _finish(run)
 
 
-def _train(cfg: RunConfig, store: Store, device: torch.device, progress: bool, data_root: str | None,
-           max_epochs: int | None) -> dict[str, Any]:
-    run_id = cfg.run_id
-    t_start = time.perf_counter()
+@dataclass
+class _Run:
+    """A run being trained: what set-up built, and where training stands."""
+
+    cfg: RunConfig
+    store: Store
+    device: torch.device
+    method: Method
+    train_data: DeviceData
+    test_data: DeviceData
+    data_gen: torch.Generator
+    stages: list[Stage]
+    budget: int | None  # epochs left in this call (None: all)
+    fault: int | None  # the epoch from which the fault hook makes the loss NaN
+    started: float = field(default_factory=time.perf_counter)
+    stage: int = 0  # where training resumes
+    epoch: int = 0
+    elapsed: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    opt_states: list | None = None
+    accs: dict[str, float] = field(default_factory=dict)
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.method.eval_models(), self.test_data, self.cfg.eval_batch(self.device.type),
+                        self.method.autocast, layout(self.cfg))
+
+
+def _setup(cfg: RunConfig, store: Store, device: torch.device, data_root: str | None, budget: int | None) -> _Run:
+    started = time.perf_counter()
     train_split, test_split = make_splits(cfg.data, data_root)
-    train_data, test_data = DeviceData(train_split, device), DeviceData(test_split, device, augment=False)
     teacher = load_model(store, cfg.teacher_run, device) if cfg.teacher_run else None
     if METHODS[cfg.method].uses_teacher and teacher is None:
         raise ValueError(f"method {cfg.method!r} needs teacher_run (a finished baseline run of {cfg.teacher})")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.seed, "init"))
-        method = METHODS[cfg.method](cfg, teacher).to(device)
-    if cfg.channels_last:
-        method.models.to(memory_format=torch.channels_last)
-        if teacher is not None:
-            teacher.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
-        for m in [*method.models.values(), *([teacher] if teacher is not None else [])]:
-            m.compile()
-    data_gen = torch.Generator(device).manual_seed(derive_seed(cfg.seed, "data"))
-    method.generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, "method"))
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
-        else contextlib.nullcontext
+    method = build_method(cfg, teacher, device)
+    train, test = DeviceData(train_split, device), DeviceData(test_split, device, augment=False)
+    return _Run(cfg, store, device, method, train, test, _data_gen(cfg, device), method.stages(), budget,
+                _fault_epoch(cfg.method), started)
 
-    stages = method.stages()
-    history: list[dict[str, Any]] = []
-    segments: list[dict[str, Any]] = []
-    start_stage, start_epoch, elapsed = 0, 0, 0.0
-    opt_states = None
-    fault = _fault_epoch(cfg.method)
-    ckpt_path = store.checkpoint_path(run_id)
-    if ckpt_path.exists():
+
+def _data_gen(cfg: RunConfig, device: torch.device) -> torch.Generator:
+    """The run's data stream: batch order, crops and flips (protocol § Seeds)."""
+    return torch.Generator(device).manual_seed(cfg.seed_for("data"))
+
+
+def _state(run: _Run) -> dict[str, Any]:
+    """What a stored stage holds, and a checkpoint begins with: the models and both random streams."""
+    return {"models": run.method.models.state_dict(), "data_gen": run.data_gen.get_state(),
+            "method_gen": run.method.generator.get_state()}
+
+
+def _restore(run: _Run, saved: dict[str, Any]) -> None:
+    run.method.models.load_state_dict(saved["models"])
+    run.data_gen.set_state(saved["data_gen"])
+    run.method.generator.set_state(saved["method_gen"])
+
+
+def _checkpoint(run: _Run, stage: int, epoch: int, optimizers: list[torch.optim.Optimizer] | None) -> None:
+    atomic_torch_save({**_state(run), "optimizers": [o.state_dict() for o in optimizers] if optimizers else None,
+                       "stage": stage, "epoch": epoch, "wall_s": run.elapsed, "history": run.history,
+                       "segments": run.segments}, run.store.checkpoint_path(run.cfg.run_id))
+
+
+def _resume(run: _Run) -> None:
+    """Continue from the checkpoint if there is one; open this call's segment."""
+    path = run.store.checkpoint_path(run.cfg.run_id)
+    if path.exists():
         try:
-            ck = safe_torch_load(ckpt_path, map_location=device)
-            method.models.load_state_dict(ck["models"])
-            data_gen.set_state(ck["data_gen"])
-            method.generator.set_state(ck["method_gen"])
-            start_stage, start_epoch, elapsed = ck["stage"], ck["epoch"], ck["wall_s"]
-            history, opt_states = ck["history"], ck["optimizers"]
-            segments = ck.get("segments", [])
-            log.info("run %s: resuming at stage %d epoch %d", run_id, start_stage, start_epoch)
+            ck = safe_torch_load(path, map_location=run.device)
+            _restore(run, ck)
+            run.stage, run.epoch, run.elapsed = ck["stage"], ck["epoch"], ck["wall_s"]
+            run.history, run.opt_states, run.segments = ck["history"], ck["optimizers"], ck.get("segments", [])
+            log.info("run %s: resuming at stage %d epoch %d", run.cfg.run_id, run.stage, run.epoch)
         except (CorruptRecord, KeyError, RuntimeError) as err:
-            log.warning("run %s: checkpoint unusable (%s); starting over", run_id, err)
-            start_stage, start_epoch, elapsed, history, opt_states, segments = 0, 0, 0.0, [], None, []
-    segments.append(_segment(device, start_stage, start_epoch))
+            log.warning("run %s: checkpoint unusable (%s); starting over", run.cfg.run_id, err)
+            run.method = build_method(run.cfg, run.method.teacher, run.device)  # nothing of the checkpoint kept
+            run.data_gen, run.stage, run.epoch, run.elapsed = _data_gen(run.cfg, run.device), 0, 0, 0.0
+            run.history, run.opt_states, run.segments = [], None, []
+    run.segments.append(_segment(run.device, run.stage, run.epoch))
 
-    epochs_this_call = 0
-    accs: dict[str, float] = {}
-    for si in range(start_stage, len(stages)):
-        stage = stages[si]
-        key = _stage_key(cfg, si, stage) if stage.reusable else None
-        if key and si < len(stages) - 1 and start_epoch == 0 and store.stage_path(key).exists():
-            try:
-                saved = safe_torch_load(store.stage_path(key), map_location=device)
-                method.models.load_state_dict(saved["models"])
-                data_gen.set_state(saved["data_gen"])  # continue as the run that trained it: bit-identical
-                method.generator.set_state(saved["method_gen"])
-                log.info("run %s: stage %r reused from %s", run_id, stage.name, key)
-                history.append({"stage": stage.name, "reused": key})
-                continue
-            except (CorruptRecord, RuntimeError, KeyError, TypeError) as err:
-                log.warning("stored stage %s unusable (%s); training it", key, err)
-        groups = method.param_groups(stage)
-        opts = [torch.optim.SGD(g, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
-                for g in groups]
-        if opt_states is not None:
-            for opt, st in zip(opts, opt_states, strict=True):
-                opt.load_state_dict(st)
-            opt_states = None
-        bar = _progress(progress, stage, start_epoch, run_id, cfg)
-        for epoch in range(start_epoch, stage.epochs):
-            if max_epochs is not None and epochs_this_call >= max_epochs:
-                return {"run_id": run_id, "status": "partial"}
-            t0 = time.perf_counter()
-            for opt in opts:
-                for pg in opt.param_groups:
-                    pg["lr"] = stage.lr_at(epoch)
-            method.train()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            for x, y in train_data.batches(stage.batch_size, data_gen):
-                train_step(method, opts, x, y, stage, epoch, autocast, cfg.channels_last, loss_sum, correct)
-            final = si == len(stages) - 1  # earlier stages train no classifier: nothing to evaluate
-            accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast) if final else {}
-            if fault is not None and epoch + 1 >= fault:
-                loss_sum.fill_(math.nan)
-            train_loss, train_correct = (loss_sum.item(), correct.item())  # the epoch's one sync
-            elapsed += time.perf_counter() - t0
-            entry = {"stage": stage.name, "epoch": epoch + 1, "lr": stage.lr_at(epoch),
-                     "train_loss": train_loss / len(train_data),
-                     "train_acc": 100.0 * train_correct / len(train_data) if final else None,
-                     "test_acc": method.report(accs) if final else None, **{f"acc_{k}": v for k, v in accs.items()},
-                     "epoch_s": time.perf_counter() - t0}
-            history.append(entry)
-            log.log(logging.DEBUG if bar is not None else logging.INFO,
-                    "run %s %s epoch %d/%d: loss %.4f, test %s (%.1f s)", run_id, stage.name, epoch + 1,
-                    stage.epochs, entry["train_loss"], f"{entry['test_acc']:.2f}%" if final else "-", entry["epoch_s"])
-            segments[-1].update(to_stage=si, to_epoch=epoch + 1, wall_s=segments[-1]["wall_s"] + entry["epoch_s"])
-            if not math.isfinite(train_loss):
-                return _fail(store, cfg, device, history, segments, elapsed,
-                             f"loss became {train_loss} in stage {stage.name!r} epoch {epoch + 1}")
-            atomic_torch_save({"models": method.models.state_dict(), "optimizers": [o.state_dict() for o in opts],
-                               "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
-                               "stage": si, "epoch": epoch + 1, "wall_s": elapsed, "history": history,
-                               "segments": segments}, ckpt_path)
-            epochs_this_call += 1
+
+def _reuse(run: _Run, si: int) -> bool:
+    """Load stage ``si`` from the store if another run finished it (bit-identical to training it)."""
+    stage = run.stages[si]
+    key = run.method.stage_key(si, stage)
+    if not key or si == len(run.stages) - 1 or not run.store.stage_path(key).exists():
+        return False
+    try:
+        _restore(run, safe_torch_load(run.store.stage_path(key), map_location=run.device))
+    except (CorruptRecord, RuntimeError, KeyError, TypeError) as err:
+        log.warning("stored stage %s unusable (%s); training it", key, err)
+        return False
+    log.info("run %s: stage %r reused from %s", run.cfg.run_id, stage.name, key)
+    run.history.append({"stage": stage.name, "reused": key})
+    return True
+
+
+def _train_stage(run: _Run, si: int, progress: bool) -> dict[str, Any] | None:
+    """The epochs of stage ``si`` from where the run stands; a record or status if the run stops."""
+    stage = run.stages[si]
+    optimizers = run.method.optimizers(stage)
+    if run.opt_states is not None:
+        for opt, st in zip(optimizers, run.opt_states, strict=True):
+            opt.load_state_dict(st)
+        run.opt_states = None
+    bar = _progress(progress, stage, run.epoch, run.cfg)
+    try:
+        for epoch in range(run.epoch, stage.epochs):
+            if run.budget is not None and run.budget <= 0:
+                return {"run_id": run.cfg.run_id, "status": "partial"}
+            entry = _epoch(run, si, stage, optimizers, epoch, quiet=bar is not None)
+            if not math.isfinite(entry["train_loss"]):
+                return _fail(run, f"loss became {entry['train_loss']} in stage {stage.name!r} epoch {epoch + 1}")
+            _checkpoint(run, si, epoch + 1, optimizers)
+            run.budget = None if run.budget is None else run.budget - 1
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=entry["test_acc"])
+    finally:
         if bar is not None:
             bar.close()
-        start_epoch = 0
-        if key and si < len(stages) - 1:
-            atomic_torch_save({"models": method.models.state_dict(), "data_gen": data_gen.get_state(),
-                               "method_gen": method.generator.get_state()}, store.stage_path(key))
-        # the stage is complete: the checkpoint must now point at the next stage's start
-        atomic_torch_save({"models": method.models.state_dict(), "optimizers": None,
-                           "data_gen": data_gen.get_state(), "method_gen": method.generator.get_state(),
-                           "stage": si + 1, "epoch": 0, "wall_s": elapsed, "history": history,
-                           "segments": segments}, ckpt_path)
+    run.epoch = 0
+    key = run.method.stage_key(si, stage)
+    if key and si < len(run.stages) - 1:
+        atomic_torch_save(_state(run), run.store.stage_path(key))
+    _checkpoint(run, si + 1, 0, None)  # the stage is complete: the checkpoint points at the next one's start
+    return None
 
-    if not accs:  # resumed after the last epoch had been checkpointed
-        accs = evaluate(method.eval_models(), test_data, cfg.eval_batch_size, autocast)
-    final_stage = stages[-1].name
-    curve = [h["test_acc"] for h in history if h.get("stage") == final_stage and h.get("test_acc") is not None]
-    deployed = method.deployed(accs)
-    atomic_torch_save({k: v.detach().cpu() for k, v in deployed.state_dict().items()}, store.model_path(run_id))
-    record = _record(cfg, device, history, segments, elapsed, status="done")
-    record.update(final_acc=method.report(accs), best_acc=max(curve), best_epoch=1 + curve.index(max(curve)),
-                  final_accs=accs, total_s=time.perf_counter() - t_start)
+
+def _epoch(run: _Run, si: int, stage: Stage, optimizers: list[torch.optim.Optimizer], epoch: int,
+           quiet: bool) -> dict[str, Any]:
+    """One epoch of training, then (in the final stage) evaluation; its history entry."""
+    t0 = time.perf_counter()
+    for opt in optimizers:
+        for pg in opt.param_groups:
+            pg["lr"] = stage.lr_at(epoch)
+    run.method.train()
+    metrics = Metrics(run.device)
+    for x, y in run.train_data.batches(stage.batch_size, run.data_gen):
+        train_step(run.method, stage, epoch, optimizers, x, y, metrics)
+    final = si == len(run.stages) - 1  # earlier stages train no classifier: nothing to evaluate
+    run.accs = run.evaluate() if final else {}
+    if run.fault is not None and epoch + 1 >= run.fault:
+        metrics.loss.fill_(math.nan)
+    loss, correct, terms = metrics.read()
+    run.elapsed += time.perf_counter() - t0
+    n = len(run.train_data)
+    entry = {"stage": stage.name, "epoch": epoch + 1, "lr": stage.lr_at(epoch), "train_loss": loss / n,
+             **{f"loss_{k}": v / n for k, v in terms.items()},
+             "train_acc": 100.0 * correct / n if final else None, "test_acc": run.method.report(run.accs) if final
+             else None, **{f"acc_{k}": v for k, v in run.accs.items()}, "epoch_s": time.perf_counter() - t0}
+    run.history.append(entry)
+    log.log(logging.DEBUG if quiet else logging.INFO, "run %s %s epoch %d/%d: loss %.4f, test %s (%.1f s)",
+            run.cfg.run_id, stage.name, epoch + 1, stage.epochs, entry["train_loss"],
+            f"{entry['test_acc']:.2f}%" if final else "-", entry["epoch_s"])
+    seg = run.segments[-1]
+    seg.update(to_stage=si, to_epoch=epoch + 1, wall_s=seg["wall_s"] + entry["epoch_s"])
+    return entry
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """The deployed weights and the record; the checkpoint goes."""
+    cfg, store = run.cfg, run.store
+    if not run.accs:  # resumed after the last epoch had been checkpointed
+        run.accs = run.evaluate()
+    final_stage = run.stages[-1].name
+    curve = [h["test_acc"] for h in run.history if h.get("stage") == final_stage and h.get("test_acc") is not None]
+    deployed = run.method.deployed(run.accs)
+    atomic_torch_save({k: v.detach().cpu() for k, v in deployed.state_dict().items()}, store.model_path(cfg.run_id))
+    record = _record(run, status="done")
+    record.update(final_acc=run.method.report(run.accs), best_acc=max(curve), best_epoch=1 + curve.index(max(curve)),
+                  final_accs=run.accs, total_s=time.perf_counter() - run.started)
     store.write(record)
-    ckpt_path.unlink(missing_ok=True)
-    log.info("run %s (%s %s seed %d): final %.2f%%, best %.2f%%, %.0f s", run_id, cfg.method, cfg.student,
-             cfg.seed, record["final_acc"], record["best_acc"], elapsed)
+    store.checkpoint_path(cfg.run_id).unlink(missing_ok=True)
+    log.info("run %s (%s %s seed %d): final %.2f%%, best %.2f%%, %.0f s", cfg.run_id, cfg.method, cfg.student,
+             cfg.seed, record["final_acc"], record["best_acc"], run.elapsed)
     return record
-
-
-def train_step(method, opts: list[torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor, stage: Stage, epoch: int,
-               autocast: Any, channels_last: bool, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
-    """One batch: each parameter group's loss, backward and step in turn; metrics added on the device."""
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    for gi, opt in enumerate(opts):
-        with autocast():
-            loss, logits = method.loss(x, y, stage, epoch, gi)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if gi == 0:
-            loss_sum += loss.detach().float() * len(y)
-            if logits is not None:  # stages without a classifier output (stage 1) give None
-                correct += (logits.detach().argmax(1) == y).sum()
 
 
 def _device_name(device: torch.device) -> str:
@@ -295,36 +365,35 @@ def _device_name(device: torch.device) -> str:
 
 def _segment(device: torch.device, stage: int, epoch: int) -> dict[str, Any]:
     """One stretch of a run in one process: the code and machine that trained it, and its epochs."""
-    return {"code_version": code_version(), "numerics_revision": NUMERICS_REVISION, "device": _device_name(device),
-            "cpu": cpu_name(), "threads": torch.get_num_threads(), "from_stage": stage, "from_epoch": epoch,
-            "to_stage": stage, "to_epoch": epoch, "wall_s": 0.0,
+    return {"code_version": store_mod.code_version(), "numerics_revision": NUMERICS_REVISION,
+            "device": _device_name(device), "cpu": store_mod.cpu_name(), "threads": torch.get_num_threads(),
+            "from_stage": stage, "from_epoch": epoch, "to_stage": stage, "to_epoch": epoch, "wall_s": 0.0,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _record(cfg: RunConfig, device: torch.device, history: list, segments: list, elapsed: float,
-            status: str) -> dict[str, Any]:
+def _record(run: _Run, status: str) -> dict[str, Any]:
     """The run record. ``code_diff`` is the uncommitted change the code ran with (None: clean tree
     or, past the size limit, known only by the hash in ``code_version``)."""
-    return {"run_id": cfg.run_id, "kind": "run", "status": status, "config": cfg.to_dict(),
-            "history": history, "wall_s": elapsed, "device": _device_name(device), "code_version": code_version(),
-            "code_diff": source_state()["diff"], "numerics_revision": NUMERICS_REVISION, "segments": segments,
-            "environment": environment(device), "finished": datetime.now(timezone.utc).isoformat()}
+    return {"run_id": run.cfg.run_id, "kind": "run", "status": status, "config": run.cfg.to_dict(),
+            "history": run.history, "wall_s": run.elapsed, "device": _device_name(run.device),
+            "code_version": store_mod.code_version(), "code_diff": store_mod.source_state()["diff"],
+            "numerics_revision": NUMERICS_REVISION, "segments": run.segments,
+            "environment": store_mod.environment(run.device), "finished": datetime.now(timezone.utc).isoformat()}
 
 
-def _fail(store: Store, cfg: RunConfig, device: torch.device, history: list, segments: list, elapsed: float,
-          reason: str) -> dict[str, Any]:
-    record = _record(cfg, device, history, segments, elapsed, status="failed")
+def _fail(run: _Run, reason: str) -> dict[str, Any]:
+    record = _record(run, status="failed")
     record.update(error=reason, final_acc=None, best_acc=None)
-    store.write(record)
-    store.checkpoint_path(cfg.run_id).unlink(missing_ok=True)
-    log.error("run %s failed: %s", cfg.run_id, reason)
+    run.store.write(record)
+    run.store.checkpoint_path(run.cfg.run_id).unlink(missing_ok=True)
+    log.error("run %s failed: %s", run.cfg.run_id, reason)
     return record
 
 
-def _progress(enabled: bool, stage: Stage, start: int, run_id: str, cfg: RunConfig):
+def _progress(enabled: bool, stage: Stage, start: int, cfg: RunConfig):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
     return tqdm(total=stage.epochs, initial=start, unit="ep", leave=False,
-                desc=f"{cfg.method}/{cfg.student} s{cfg.seed} {stage.name} [{run_id[:8]}]")
+                desc=f"{cfg.method}/{cfg.student} s{cfg.seed} {stage.name} [{cfg.run_id[:8]}]")

@@ -200,7 +200,7 @@ class _Stub(nn.Module):
     def __init__(self, code: int, wrong: set, fooled_by: dict):
         super().__init__()
         self.code, self.wrong, self.fooled_by = code, wrong, fooled_by
-        self.w = nn.Parameter(torch.zeros(()))
+        self.w = nn.Parameter(torch.tensor(float(code)))  # distinct weights: the PGD cache is keyed by them
 
     def forward(self, x):
         ids, codes = x[:, 0].long().tolist(), x[:, 1].long().tolist()
@@ -263,24 +263,58 @@ def test_transfer_matrix_cells_means_and_teacher(fake_pgd):
     assert sorted(c for c, _ in fake_pgd) == [1, 2, 3, 4]  # each source attacked once
 
 
-def test_transfer_matrix_cache(fake_pgd, tmp_path):
+def test_transfer_matrix_cache_is_keyed_by_weights_settings_and_data(fake_pgd, tmp_path):
     models, teacher = _stubs()
-    kw = dict(teacher=teacher, cache_dir=tmp_path, ids={"A": ["a0", "a1"], "B": ["b0"]}, teacher_id="t")
-    with pytest.raises(ValueError):
-        transfer_matrix(models, X2, Y2, teacher=teacher, cache_dir=tmp_path, progress=False)
-    first = transfer_matrix(models, X2, Y2, progress=False, **kw)
+    kw = dict(teacher=teacher, cache_dir=tmp_path, progress=False)
+    first = transfer_matrix(models, X2, Y2, **kw)
     assert len(fake_pgd) == 4 and len(list(tmp_path.glob("*.pgd.pt"))) == 4
     assert not list(tmp_path.glob("*.tmp"))
-    again = transfer_matrix(models, X2, Y2, progress=False, **kw)
+    again = transfer_matrix(models, X2, Y2, **kw)
     assert len(fake_pgd) == 4 and again.equals(first)  # served from the cache
-    transfer_matrix(models, X2, Y2, eps=0.05, progress=False, **kw)
+    transfer_matrix(models, X2, Y2, eps=0.05, **kw)
     assert len(fake_pgd) == 8 and all(e == 0.05 for _, e in fake_pgd[4:])
-    transfer_matrix(models, X2, Y2, seed=1, progress=False, **kw)
+    transfer_matrix(models, X2, Y2, seed=1, **kw)
     assert len(fake_pgd) == 12
-    transfer_matrix(models, X2[:8], Y2[:8], progress=False, **kw)  # another test set
+    transfer_matrix(models, X2[:8], Y2[:8], **kw)  # another test set
     assert len(fake_pgd) == 16
-    transfer_matrix(models, X2, Y2, progress=False, **kw)
+    transfer_matrix(models, X2, Y2, **kw)
     assert len(fake_pgd) == 16
+    with torch.no_grad():
+        models["B"][0].w += 10.0  # B0 retrained: new weights, same behaviour here, but never the old examples
+    transfer_matrix(models, X2, Y2, **kw)
+    assert [c for c, _ in fake_pgd[16:]] == [3]
+
+
+def test_weights_hash_follows_the_weights_not_the_device_or_layout():
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    h = attacks.weights_hash(conv)
+    assert len(h) == 64 and attacks.weights_hash(conv.to(memory_format=torch.channels_last)) == h
+    twin = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    twin.load_state_dict(conv.state_dict())
+    assert attacks.weights_hash(twin) == h
+    with torch.no_grad():
+        twin[1].running_mean[0] += 1e-3  # a buffer is part of the weights
+    assert attacks.weights_hash(twin) != h
+
+
+def test_transfer_matrix_takes_a_bare_module_as_one_seed(fake_pgd):
+    models, teacher = _stubs()
+    listed = transfer_matrix({"A": models["A"], "B": models["B"]}, X2, Y2, teacher=teacher, progress=False)
+    bare = transfer_matrix({"A": nn.ModuleList(models["A"]), "B": models["B"][0]}, X2, Y2, teacher=teacher,
+                           progress=False)
+    assert bare.equals(listed)
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(2, 2))  # iterable as its layers, but one model
+    assert attacks.as_seeds({"S": seq})["S"] == [seq]
+
+
+@pytest.mark.parametrize("bad", [[], "resnet8", [nn.Linear(1, 2), "x"], 3])
+def test_transfer_matrix_refuses_what_is_not_a_model_in_one_line(bad):
+    with pytest.raises(ValueError, match=r"^models\['A'\] must be a module or a non-empty list of modules") as err:
+        transfer_matrix({"A": bad}, X1, Y1, progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="reserved"):
+        transfer_matrix({"mean": nn.Linear(1, 2)}, X1, Y1, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------

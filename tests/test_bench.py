@@ -10,39 +10,44 @@ import numpy as np
 import pytest
 import torch
 
-from kdnb import bench
+from kdnb.bench import benchmark
 from kdnb.data import DeviceData, Split, crop_flip, reflect_pad
+from kdnb.store import native_bf16
 
-conventional = bench._conventional()
+bench, conventional = benchmark("bench"), benchmark("conventional")
 
 
 def test_bench_runs_on_the_cpu_and_reports_the_json_keys(capsys, tmp_path):
     out = tmp_path / "bench.json"
     rc = bench.main(json_out=True, device="cpu", steps=1, pairs=["resnet8:resnet8"], repeats=2, data="random",
-                    out=str(out))
+                    out=str(out), eval_repeats=1)
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text())["pairs"].keys() == r["pairs"].keys()
     for key in ("device", "device_name", "torch", "threads", "date", "steps", "load_before", "load_after"):
         assert key in r
+    assert r["native_bf16"] == native_bf16()  # whether the CPU computes bf16 natively
     assert r["torch"] == torch.__version__ and r["steps"] == 1 and r["device_name"].startswith("CPU")
     pr = r["pairs"]["resnet8<-resnet8"]
-    for key in ("kdnb_images_per_s", "reference_images_per_s", "speedup", "kdnb_variant", "best_variant"):
+    for key in ("kdnb_images_per_s", "reference_images_per_s", "speedup", "eval_speedup", "kdnb_variant",
+                "best_variant"):
         assert key in pr
     assert set(pr["variants"]) == set(bench.CPU_VARIANTS)
     for v in pr["variants"].values():
         assert v["images_per_s"] > 0 and len(v["repeats_images_per_s"]) == 2 and v["run_s"] > 0
-        assert v["speedup_paired"] > 0
+        assert v["speedup_paired"] > 0 and len(v["repeats_eval_images_per_s"]) == 1 and v["eval_speedup_paired"] > 0
     assert "_bf16" not in pr["kdnb_variant"]  # the headline keeps fp32 numerics
     assert r["paper_grid"]["runs"] == 1415 and r["paper_grid"]["reference_hours"] is None  # needs both families
 
 
 def test_bench_table_and_failed_variants_are_reported(capsys):
     rc = bench.main(device="cpu", steps=1, pairs=["resnet8:resnet8"], repeats=1, data="random",
-                    variants=["conventional", "kdnb", "fused2", "nonsense"])
+                    variants=["conventional", "kdnb", "fused2", "nonsense"], eval_repeats=1)
     text = capsys.readouterr().out
     assert rc == 1  # a failed variant makes the exit status non-zero
     assert "torch " + torch.__version__ in text and "CPU" in text and "nonsense" in text and "failed" in text
+    assert f"CPU native bf16 (AMX or AVX-512 BF16): {'yes' if native_bf16() else 'no'}" in text
+    assert "evaluation" in text.split("fp32 kdnb")[1]  # the eval ratio of the headline variant
     assert "fused2" in text.split("failed")[0]  # the fused variant ran
 
 
@@ -113,8 +118,9 @@ def test_conventional_hinton_step_learns_and_syncs():
     assert np.isfinite(loss_b)
 
 
-def test_conventional_file_is_found_from_the_package():
-    assert Path(conventional.__file__).name == "conventional.py"
+def test_the_benchmarks_are_found_from_the_package_and_are_not_in_it():
+    assert Path(conventional.__file__).parent.name == "benchmarks" and bench.fused.__name__ == "benchmarks.fused"
+    assert not (Path(benchmark.__code__.co_filename).parent / "fused.py").exists()
 
 
 def test_kdnb_bench_command_prints_one_json_object(capsys):

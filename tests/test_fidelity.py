@@ -47,9 +47,10 @@ def test_the_command_refuses_a_seed_clash_in_one_line(tmp_path, capsys):
 
 
 def test_paper_profile_seeds_are_independent():
+    from kdnb.book import grid_files
     from kdnb.study import load_params
 
-    for path in sorted((ROOT / "params" / "paper").glob("*.yaml")):
+    for path in grid_files(ROOT / "params" / "paper"):
         p = load_params(path)
         Study(p)  # refuses a clash
         if p.section != "teachers":
@@ -150,3 +151,19 @@ def test_bf16_on_a_cpu_without_native_bf16_is_refused_unless_allowed(tmp_path, m
     assert cli.main([*train, "--allow-emulated-bf16"]) == 0
     assert cli.main(["study", str(path), "--no-progress", "--allow-emulated-bf16"]) == 0
     assert cli.main(["study", str(path), "--no-progress"]) == 0  # all done: nothing left to train
+
+
+def test_a_teacher_without_weights_is_one_clear_error(tmp_path, capsys):
+    """A records-only store (like results/mini) cannot teach new students: one line, no traceback."""
+    import yaml
+
+    d = {**_params(tmp_path).__dict__, "teachers": {"resnet8": "resnet14"}, "methods": ["hinton"], "seeds": [0]}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(d))
+    study = Study(Params.from_dict(d))
+    (teacher,) = study.conditions[0].teachers["resnet14"]
+    train_run(teacher, Store(tmp_path), "cpu", progress=False)
+    Store(tmp_path).model_path(teacher.run_id).unlink()
+    assert cli.main(["study", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kdnb: error:") and "model.pt" in err[0], err

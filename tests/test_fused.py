@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdnb import fused
+from kdnb.bench import benchmark
 from kdnb.data import DeviceData, Split, crop_flip, reflect_pad, to_float
 from kdnb.models import build
+
+fused = benchmark("fused")
 
 
 def _data(n=40, seed=0):

@@ -17,7 +17,7 @@ import torch
 
 from kdnb import NUMERICS_REVISION
 from kdnb.config import RunConfig
-from kdnb.methods import METHODS
+from kdnb.methods import METHODS, objectives
 from kdnb.models import build
 from kdnb.store import Store, safe_torch_load
 from kdnb.train import train_run
@@ -53,8 +53,8 @@ def _loss_values(method: str) -> dict[str, float]:
     out = {}
     for si, stage in enumerate(m.stages()):
         for epoch in (0, stage.epochs - 1):
-            for gi in range(len(m.param_groups(stage))):
-                loss, _ = m.loss(x, y, stage, epoch, gi)
+            terms, _ = m.loss(x, y, stage, epoch)
+            for gi, loss in enumerate(objectives(terms)):  # the loss of each optimiser step
                 out[f"stage{si}/epoch{epoch}/group{gi}"] = loss.item()
     return out
 
@@ -78,6 +78,23 @@ def _run_values(tmp_path: Path) -> dict[str, dict]:
         rec = train_run(cfg, store, "cpu", progress=False)
         out[name] = {"run_id": cfg.run_id, "final_acc": rec["final_acc"],
                      "train_loss": [h["train_loss"] for h in rec["history"]],
+                     "weights": _fingerprint(safe_torch_load(store.model_path(cfg.run_id)))}
+    return out
+
+
+def _method_run_values(tmp_path: Path) -> dict[str, dict]:
+    """Four-epoch runs of every method on 40 images (FitNet/FSP: two of them stage 1; ONE: six epochs)."""
+    store = Store(tmp_path)
+    base = {"student": "resnet8", "epochs": 4, "batch_size": 8, "data": SYNTH, "channels_last": False}
+    teacher = RunConfig.from_dict({**base, "student": "resnet14"})
+    train_run(teacher, store, "cpu", progress=False)
+    out = {}
+    for name, cls in METHODS.items():
+        extra = {"teacher": "resnet14", "teacher_run": teacher.run_id} if cls.uses_teacher else {}
+        cfg = RunConfig.from_dict({**base, "method": name, **extra})
+        rec = train_run(cfg, store, "cpu", progress=False)
+        out[name] = {"run_id": cfg.run_id, "final_acc": rec["final_acc"],
+                     "train_loss": [h["train_loss"] for h in rec["history"] if "train_loss" in h],
                      "weights": _fingerprint(safe_torch_load(store.model_path(cfg.run_id)))}
     return out
 
@@ -125,3 +142,10 @@ def test_short_runs_reach_their_frozen_accuracy_and_weights(float64, tmp_path):
     if WRITE:
         _write("runs", values)
     _close(values, _golden()["runs"], RUN_RTOL, "runs")
+
+
+def test_every_method_trains_to_its_frozen_weights(float64, tmp_path):
+    values = _method_run_values(tmp_path)
+    if WRITE:
+        _write("method_runs", values)
+    _close(values, _golden()["method_runs"], RUN_RTOL, "method_runs")

@@ -10,11 +10,11 @@ from torch import nn
 
 from kdnb import attacks, losses
 from kdnb.config import ConfigError, RunConfig
-from kdnb.methods import METHODS, FitNet
+from kdnb.methods import METHODS, FitNet, objectives, total
 from kdnb.models import build, ensemble_logits, extract_branch
 from kdnb.store import Store, safe_torch_load
 from kdnb.study import Params, Study
-from kdnb.train import _stage_key, train_run
+from kdnb.train import train_run
 
 SYNTH = {"dataset": "synthetic", "synthetic_train": 3, "synthetic_test": 2}
 BLOCKS = ("block1", "block2", "block3")
@@ -40,7 +40,7 @@ def make(method, teacher="resnet8", **method_args):
     t = build(cfg.teacher).eval().requires_grad_(False) if cfg.teacher else None
     torch.manual_seed(0)
     m = METHODS[method](cfg, t)
-    m.generator = torch.Generator().manual_seed(0)
+    m.generator.manual_seed(0)
     m.train()
     return m
 
@@ -51,12 +51,9 @@ def batch():
     return torch.rand(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)
 
 
-def step(m, x, y, stage, opts, epoch=0):
-    for gi, opt in enumerate(opts):
-        loss, _ = m.loss(x, y, stage, epoch, gi)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+def loss_of(m, x, y, stage, epoch=0):
+    """The summed loss of a batch (all models' objectives together)."""
+    return total(m.loss(x, y, stage, epoch)[0])
 
 
 # --- every method learns ----------------------------------------------------------------------
@@ -69,15 +66,35 @@ def test_a_few_steps_lower_the_loss(name, batch):
     for stage in m.stages():
         opts = [torch.optim.SGD(g, lr=stage.lr, momentum=stage.momentum) for g in m.param_groups(stage)]
 
-        def measure(stage=stage, opts=opts):
+        def measure(stage=stage):
             m.generator.manual_seed(0)
             with torch.no_grad():
-                return sum(m.loss(x, y, stage, 0, gi)[0].item() for gi in range(len(opts)))
+                return loss_of(m, x, y, stage).item()
 
         before = measure()
         for _ in range(8):
-            step(m, x, y, stage, opts)
+            m.step(x, y, stage, 0, opts)
         assert measure() < before, stage.name
+
+
+def test_the_default_step_is_one_backward_and_sgd_step_of_the_summed_terms(batch):
+    x, y = batch
+    m, ref = make("hinton"), make("hinton")
+    stage = m.stages()[0]
+    opt, ref_opt = m.optimizers(stage), ref.optimizers(stage)
+    terms, logits = m.step(x, y, stage, 0, opt)
+    assert list(terms) == ["ce", "kd"] and torch.equal(logits, ref.models["student"](x).detach())
+    ref_terms, _ = ref.loss(x, y, stage, 0)
+    ref_opt[0].zero_grad()
+    (ref_terms["ce"] + ref_terms["kd"]).backward()
+    ref_opt[0].step()
+    assert all(torch.equal(a, b) for a, b in zip(m.models.parameters(), ref.models.parameters(), strict=True))
+
+
+def test_objectives_sum_each_models_terms_in_order():
+    t = {k: torch.tensor(v) for k, v in {"a/ce": 1.0, "a/kd": 2.0, "b/ce": 4.0}.items()}
+    assert [o.item() for o in objectives(t)] == [3.0, 4.0]
+    assert [o.item() for o in objectives({"ce": torch.tensor(1.0), "kd": torch.tensor(0.5)})] == [1.5]
 
 
 # --- the loss of each method, recomputed -------------------------------------------------------
@@ -105,12 +122,12 @@ def test_feature_method_loss_is_ce_plus_weighted_term(case, batch):
     x, y = batch
     args, term = FEATURE_TERMS[case]
     m = make(case.split("/")[0], **args)
-    loss, logits = m.loss(x, y, m.stages()[0], 0, 0)
+    terms, logits = m.loss(x, y, m.stages()[0], 0)
     z, fs = m.models["student"](x, features=True)
     with torch.no_grad():
         _, ft = m.teacher(x, features=True)
-    assert torch.equal(logits, z)
-    assert torch.allclose(loss, F.cross_entropy(z, y) + term(fs, ft), rtol=1e-5)
+    assert torch.equal(logits, z) and torch.equal(terms["ce"], F.cross_entropy(z, y))
+    assert torch.allclose(total(terms), F.cross_entropy(z, y) + term(fs, ft), rtol=1e-5)
 
 
 def test_stage1_losses_are_the_hint_and_fsp_terms(batch):
@@ -120,16 +137,17 @@ def test_stage1_losses_are_the_hint_and_fsp_terms(batch):
         _, ft = fit.teacher(x, features=True)
         _, fs = fit.models["student"](x, features=True)
         _, gs = fsp.models["student"](x, features=True)
-    hint = fit.loss(x, y, fit.stages()[0], 0, 0)[0]
-    assert torch.allclose(hint, F.mse_loss(fs["block2"], ft["block2"]))
+    hint, logits = fit.loss(x, y, fit.stages()[0], 0)
+    assert list(hint) == ["hint"] and logits is None  # stage 1 trains no classifier
+    assert torch.allclose(hint["hint"], F.mse_loss(fs["block2"], ft["block2"]))
     pairs = [("stem", "block1"), ("block1", "block2"), ("block2", "block3")]
     expected = losses.fsp([(gs[a], gs[b]) for a, b in pairs], [(ft[a], ft[b]) for a, b in pairs], (1, 3, 1))
-    assert torch.allclose(fsp.loss(x, y, fsp.stages()[0], 0, 0)[0], expected)
+    assert torch.allclose(loss_of(fsp, x, y, fsp.stages()[0]), expected)
     main = fit.stages()[1]  # stage 2 is Hinton, α 0.9, T 4
     z = fit.models["student"](x)
     with torch.no_grad():
         zt = fit.teacher(x)
-    assert torch.allclose(fit.loss(x, y, main, 0, 0)[0], 0.1 * F.cross_entropy(z, y) + 0.9 * losses.hinton_kd(z, zt))
+    assert torch.allclose(loss_of(fit, x, y, main), 0.1 * F.cross_entropy(z, y) + 0.9 * losses.hinton_kd(z, zt))
 
 
 # --- FitNet and FSP: stage 1 trains its layers only ---------------------------------------------
@@ -141,14 +159,15 @@ def test_stage1_changes_exactly_its_layers(name, trained, batch):
     x, y = batch
     m = make(name)
     student, stage = m.models["student"], m.stages()[0]
-    assert stage.reusable and stage.lr == 1e-3 and stage.epochs == 2  # 100 of 200 epochs, scaled to 4
+    assert m.stage_key(0, stage) and stage.lr == 1e-3 and stage.epochs == 2  # 100 of 200 epochs, scaled to 4
+    assert m.stage_key(1, m.stages()[1]) is None  # stage 2 is the run's own
     (group,) = m.param_groups(stage)
     names = {n for n, p in student.named_parameters() if any(p is q for q in group)}
     assert names == {n for n, _ in student.named_parameters() if n.split(".")[0] in trained}
     before = copy.deepcopy(student.state_dict())
     opt = torch.optim.SGD(group, lr=0.01, momentum=0.9, weight_decay=5e-4)
     for _ in range(2):
-        step(m, x, y, stage, [opt])
+        m.step(x, y, stage, 0, [opt])
     after, params = student.state_dict(), dict(student.named_parameters())
     for k in before:
         if k.split(".")[0] not in trained:
@@ -202,7 +221,8 @@ def test_two_stage_run_fresh_optimiser_all_parameters_and_stage_reuse(teacher_ru
     assert main == set(names.values())
 
     stages = method.stages()
-    after1 = safe_torch_load(store.stage_path(_stage_key(cfg, 0, stages[0])))["models"]
+    key = method.stage_key(0, stages[0])
+    after1 = safe_torch_load(store.stage_path(key))["models"]
     final = safe_torch_load(store.model_path(cfg.run_id))
     for k, v in init.items():
         moved = not torch.equal(v, after1[f"student.{k}"])
@@ -211,11 +231,11 @@ def test_two_stage_run_fresh_optimiser_all_parameters_and_stage_reuse(teacher_ru
         assert not torch.equal(after1[f"student.{k}"], final[k]), k  # stage 2 trains everything
 
     other = cfg.replace(lr=0.05)  # a field only stage 2 reads
-    assert _stage_key(other, 0, stages[0]) == _stage_key(cfg, 0, stages[0])
+    assert FitNet(other).stage_key(0, stages[0]) == key
     changed = config("fitnet", teacher_run=tid, epochs=2, method_args={"stage1_lr": 0.01})
-    assert _stage_key(changed, 0, FitNet(changed).stages()[0]) != _stage_key(cfg, 0, stages[0])
+    assert FitNet(changed).stage_key(0, FitNet(changed).stages()[0]) != key
     rec = train_run(other, store, "cpu", progress=False)
-    assert rec["history"][0] == {"stage": "hint", "reused": _stage_key(cfg, 0, stages[0])}
+    assert rec["history"][0] == {"stage": "hint", "reused": key}
     assert len(optimisers) == 3  # the second run trained stage 2 only
     reused = safe_torch_load(store.model_path(other.run_id))
     fresh_store = Store(store.root.parent / "fresh")  # same teacher: copy its record and weights
@@ -231,8 +251,10 @@ def test_two_stage_run_fresh_optimiser_all_parameters_and_stage_reuse(teacher_ru
 def test_dml_member_loss_sends_no_gradient_to_its_peer(batch):
     x, y = batch
     m = make("dml")
-    loss, _ = m.loss(x, y, m.stages()[0], 0, 0)
-    loss.backward()
+    terms, logits = m.loss(x, y, m.stages()[0], 0)
+    assert list(terms) == ["member1/ce", "member1/mutual", "member2/ce", "member2/mutual"]
+    objectives(terms)[0].backward()  # member 1's loss
+    assert torch.equal(logits, m.models["member1"](x))
     assert all(p.grad is not None for p in m.models["member1"].parameters())
     assert all(p.grad is None for p in m.models["member2"].parameters())
 
@@ -242,20 +264,17 @@ def test_dml_member2_sees_member1_after_its_update_when_alternating(mode, batch)
     x, y = batch
     m = make("dml", mode=mode)
     stage, m1 = m.stages()[0], m.models["member1"]
-    opts = [torch.optim.SGD(g, lr=0.5) for g in m.param_groups(stage)]
+    member2 = copy.deepcopy(m.models["member2"])  # its weights in the step, before its own update
     with torch.no_grad():
         old = m1(x)
-    loss1, _ = m.loss(x, y, stage, 0, 0)
-    opts[0].zero_grad()
-    loss1.backward()
-    opts[0].step()
-    loss2, z2 = m.loss(x, y, stage, 0, 1)
+    terms, _ = m.step(x, y, stage, 0, [torch.optim.SGD(g, lr=0.5) for g in m.param_groups(stage)])
     with torch.no_grad():
-        new = m1(x)
+        new, z2 = m1(x), member2(x)
+    assert not torch.equal(new, old) and not torch.equal(member2.fc.weight, m.models["member2"].fc.weight)
     fresh = F.cross_entropy(z2, y) + losses.mutual(z2, new, 4.0)
     stale = F.cross_entropy(z2, y) + losses.mutual(z2, old, 4.0)
     assert not torch.allclose(fresh, stale)
-    assert torch.allclose(loss2, fresh if mode == "alternating" else stale)
+    assert torch.allclose(terms["member2/ce"] + terms["member2/mutual"], fresh if mode == "alternating" else stale)
 
 
 def test_dml_reports_and_deploys_the_better_member():
@@ -296,7 +315,7 @@ def test_one_recipe_and_rampup_scale_with_the_epochs(batch):
     m = make("one")
     z, gate = m.models["one"](x)
     expected = losses.one(z, gate, y, 3.0, losses.one_rampup(1, 2))  # ramp 80 of 200 -> 2 epochs
-    assert torch.allclose(m.loss(x, y, stage, 1, 0)[0], expected)
+    assert torch.allclose(loss_of(m, x, y, stage, 1), expected)
 
 
 # --- BSS --------------------------------------------------------------------------------------
@@ -339,7 +358,7 @@ def test_bss_loss_recomputed_by_hand(bss, attack_calls):
     assert (stage.epochs, stage.lr, stage.milestones, stage.weight_decay, stage.batch_size) == \
         (4, 0.1, (2, 3), 1e-4, 256)
     m.generator.manual_seed(0)
-    loss, _ = m.loss(x, y, stage, 0, 0)
+    loss = loss_of(m, x, y, stage)
 
     student, teacher = m.models["student"], m.teacher
     zs = student(x)
@@ -364,7 +383,8 @@ def test_bss_loss_recomputed_by_hand(bss, attack_calls):
 def test_bss_skips_the_attack_when_beta_is_zero(bss, attack_calls):
     m, x, y = bss
     stage = m.stages()[0]
-    loss, z = m.loss(x, y, stage, 3, 0)  # e = 4 of 4 >= 0.75·E: β = 0, α = 1
+    terms, z = m.loss(x, y, stage, 3)  # e = 4 of 4 >= 0.75·E: β = 0, α = 1
+    loss = total(terms)
     assert attack_calls == []
     with torch.no_grad():
         zt = m.teacher(x)
@@ -374,7 +394,8 @@ def test_bss_skips_the_attack_when_beta_is_zero(bss, attack_calls):
 def test_bss_skips_the_attack_when_no_sample_is_jointly_correct(bss, attack_calls):
     m, x, y = bss
     wrong = (y + 1) % 10  # the teacher is wrong everywhere
-    loss, z = m.loss(x, wrong, m.stages()[0], 0, 0)
+    terms, z = m.loss(x, wrong, m.stages()[0], 0)
+    loss = total(terms)
     assert attack_calls == []
     with torch.no_grad():
         zt = m.teacher(x)
@@ -431,3 +452,21 @@ def test_every_method_finishes_a_study(tmp_path, precision):
     for name in ("one", "dml"):
         accs = records[name]["final_accs"]
         assert records[name]["final_acc"] == max(v for k, v in accs.items() if k != "ensemble")
+
+
+# --- ownership ------------------------------------------------------------------------------------
+
+
+def test_a_method_owns_its_random_stream_seeded_from_the_run_seed():
+    cfg = config("bss", seed=3)
+    m = METHODS["bss"](cfg)
+    assert m.generator.initial_seed() == cfg.seed_for("method") != config("bss", seed=4).seed_for("method")
+    assert m.to("cpu").generator.initial_seed() == cfg.seed_for("method")
+
+
+def test_methods_do_not_import_the_config_that_builds_on_them():
+    import subprocess
+    import sys
+
+    code = "import sys, kdnb.methods; assert 'kdnb.config' not in sys.modules, 'cycle'"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from kdnb import pages
+from kdnb.book import grid_files
 from kdnb.store import Store
-from kdnb.study import Study, load_params
+from kdnb.study import Study, load_params, transfer_key, transfer_path, transfer_settings, transfer_sources
 
 ROOT = Path(__file__).resolve().parent.parent
-PARAMS = sorted((ROOT / "params" / "mini").glob("*.yaml"))
+PARAMS = grid_files(ROOT / "params" / "mini")  # every section's grid (the summary page has none)
 ABLATIONS = sorted((ROOT / "params" / "mini" / "ablations").glob("*.yaml"))  # shown where their runs exist
 MINI = str(ROOT / "results" / "mini")
 
@@ -48,8 +48,8 @@ def test_the_transfer_matrix_is_stored():
     study = Study(p)
     runs = study.run(train=False, progress=False)
     for s in p.students:
-        ids, teacher = pages.transfer_sources(study, runs, s)
-        path = pages.transfer_path(p.store, pages.transfer_key(ids, teacher, pages.transfer_settings(p), p))
+        ids, teacher = transfer_sources(runs, s)
+        path = transfer_path(p.store, transfer_key(ids, teacher, transfer_settings(p), p))
         rec = json.loads(path.read_text())
         assert rec["n_images"] == 10 * p.transfer["test_per_class"] and rec["teacher"] == teacher
         assert sorted(rec["sources"]) == sorted(p.methods)

@@ -187,3 +187,33 @@ def test_one(name):
         with torch.no_grad():
             assert torch.allclose(student(x), zs[i], atol=1e-5)
     assert not torch.allclose(zs[0], zs[1])  # independent branch weights
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet8x4", "wrn16_2"])
+def test_feature_shapes_come_from_the_name_alone(name):
+    model = M.build(name)
+    assert M.feature_shapes(name) == model.feature_shapes
+    _, feats = model(torch.rand(2, 3, 32, 32), features=True)
+    assert {k: tuple(v.shape[1:]) for k, v in feats.items()} == M.feature_shapes(name)
+    assert M.family(name) == ("wrn" if name.startswith("wrn") else "resnet")
+
+
+@pytest.mark.parametrize("name", ["resnet8", "wrn16_2"])
+def test_forward_intermediates_stops_after_the_last_tap_asked_for(name):
+    torch.manual_seed(0)
+    model = M.build(name)  # train mode: a layer that runs updates its BN statistics
+    x = torch.rand(4, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    early = model.forward_intermediates(x, ["block1"])
+    assert list(early) == ["stem", "block1"]
+    after = model.state_dict()
+    ran = {k.split(".")[0] for k in after if not torch.equal(before[k], after[k])}
+    assert ran == ({"stem", "layer1"} if name.startswith("resnet") else {"layer1"})  # the WRN stem has no BN
+    model.eval()
+    with torch.no_grad():
+        _, feats = model(x, features=True)
+        assert all(torch.equal(v, feats[k]) for k, v in model.forward_intermediates(x, ["block2"]).items())
+    assert [type(m) for m in model.tap_modules("block2")] == [type(model.stem), torch.nn.Sequential,
+                                                              torch.nn.Sequential]
+    with pytest.raises(ValueError, match="'block4'.*stem, block1"):
+        model.forward_intermediates(x, ["block4"])

@@ -1,55 +1,191 @@
-"""The transfer matrix of the Fig. 1 page: computed from weights, stored as a record, read back without them."""
+"""What the pages read from a study: each record once, the teacher seed as the records keep it, and the
+transfer matrix of Fig. 1 computed from weights, stored as a record keyed by them, read back without them."""
 
 import json
 
+import pandas as pd
 import pytest
+import torch
 
 from kdnb import pages
-from kdnb.study import Params, Study
+from kdnb import store as store_mod
+from kdnb.study import (
+    Params,
+    Study,
+    TransferUnavailable,
+    teacher_runs,
+    transfer_key,
+    transfer_settings,
+    transfer_sources,
+)
+
+GRID = dict(profile="test", section="transferability", dataset="synthetic", students=["resnet8"],
+            teachers={"resnet8": "resnet8"}, methods=["baseline", "hinton"], seeds=[0, 1], teacher_seeds=[100],
+            epochs=1, batch_size=100, device="cpu", transfer={"steps": 2, "batch_size": 200})
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    p = Params(profile="test", section="transferability", store=str(store), dataset="synthetic",
-               students=["resnet8"], teachers={"resnet8": "resnet8"}, methods=["baseline", "hinton"], seeds=[0, 1],
-               teacher_seeds=[100], epochs=1, batch_size=100, device="cpu",
-               transfer={"steps": 2, "batch_size": 200})
-    study = Study(p)
+    study = Study(Params(store=str(store), **GRID))
     return study, study.run(progress=False)
+
+
+def test_results_read_each_record_of_the_grid_once_and_no_other(grid, monkeypatch):
+    study, _ = grid
+    other = "0123456789abcdef"
+    study.store.write({"run_id": other, "kind": "run", "status": "done", "config": {"method": "baseline"}})
+    reads = []
+    real = store_mod.Store.read
+    monkeypatch.setattr(store_mod.Store, "read", lambda self, run_id: reads.append(run_id) or real(self, run_id))
+    res = Study(study.params).results()
+    assert sorted(reads) == sorted(res["run_id"]) and len(reads) == 5  # one teacher, four students
+    assert other not in reads
+    assert res["history"].map(len).eq(1).all()  # one epoch each, carried for the learning curves
+
+
+def test_the_teacher_seed_is_the_one_the_students_records_name(grid):
+    _, runs = grid
+    teacher = runs[runs["role"] == "teacher"]
+    assert len(teacher) == 1 and bool(teacher["teaches"].iloc[0])
+    st = runs[runs["role"] == "student"].set_index(["method", "seed"])["teacher_run"]
+    assert st[("hinton", 0)] == st[("hinton", 1)] == teacher["run_id"].iloc[0]
+    assert pd.isna(st[("baseline", 0)])
+    own = Params(**{**GRID, "store": grid[0].params.store, "methods": ["baseline"], "seeds": [100], "teachers": {}})
+    truns = teacher_runs([own, grid[0].params], train=False)  # the teachers page: its own grid and a section's
+    assert list(truns["run_id"]) == list(teacher["run_id"]) and truns["teaches"].tolist() == [True]
+    assert truns["teacher"].tolist() == ["resnet8"]
 
 
 def test_transfer_is_computed_stored_and_read_back_without_weights(grid):
     study, runs = grid
-    mat, rec = pages.transfer_for(study, runs, "resnet8")
+    mat, rec = study.transfer("resnet8", runs)
     assert list(mat.index) == ["baseline", "hinton", "mean"]
     assert list(mat.columns) == ["baseline", "hinton", "mean", "teacher"]
-    path = pages.transfer_path(study.params.store, rec["key"])
+    path = pages_path(study, rec)
     stored = json.loads(path.read_text())
     assert stored["kind"] == "transfer" and stored["settings"]["steps"] == 2 and stored["n_images"] == 200
-    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert oct(path.stat().st_mode & 0o777) == "0o644" and "weights_checked" not in stored
     assert sorted(stored["sources"]) == ["baseline", "hinton"] and len(stored["sources"]["hinton"]) == 2
-    ids = {r for rs in rec["sources"].values() for r in rs} | {rec["teacher"]}  # the teacher is baseline seed 0
+    ids = {r for rs in rec["sources"].values() for r in rs} | {rec["teacher"]}
+    assert set(stored["weights"]) == ids and rec["weights_checked"]
     weights = [study.store.model_path(r) for r in sorted(ids)]
     moved = [w.rename(w.with_suffix(".bak")) for w in weights]  # a committed store: records, no weights
     try:
-        again, _ = pages.transfer_for(study, runs, "resnet8")
-        assert again.equals(mat) or again.round(6).equals(mat.round(6))
+        again, rec2 = study.transfer("resnet8", runs)
+        assert again.equals(mat) and not rec2["weights_checked"]
+        assert "cannot be checked" in pages.transfer_text("resnet8", rec2, study.params.store)
+        legacy = {k: v for k, v in stored.items() if k != "weights"}  # a record made before weight keys
+        path.write_text(json.dumps(legacy))
+        _, rec3 = study.transfer("resnet8", runs)
+        text = pages.transfer_text("resnet8", rec3, study.params.store)
+        assert "made before transfer records named the weights" in text and rec3["code_version"] in text
         path.rename(path.with_suffix(".gone"))
-        with pytest.raises(pages.TransferUnavailable, match=r"is not stored.*missing for 4 of 4 runs.*model\.pt"):
-            pages.transfer_for(study, runs, "resnet8")
+        with pytest.raises(TransferUnavailable, match=r"is not stored.*missing for 5 of 5 runs.*model\.pt"):
+            study.transfer("resnet8", runs)
     finally:
         for m, w in zip(moved, weights, strict=True):
             m.rename(w)
+        path.with_suffix(".gone").rename(path)
+
+
+def test_retrained_weights_under_the_same_run_id_are_attacked_anew(grid):
+    study, runs = grid
+    _, before = study.transfer("resnet8", runs)
+    crafted = len(list(study.store.root.glob("transfer/pgd/*.pgd.pt")))
+    rid = before["sources"]["hinton"][1]
+    path = study.store.model_path(rid)
+    original = path.read_bytes()
+    state = torch.load(path, weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name] + 0.01  # "retrained": other weights under the same run id
+    store_mod.atomic_torch_save(state, path)
+    try:
+        _, after = study.transfer("resnet8", runs)
+        assert after["weights"][rid] != before["weights"][rid] and after["created"] != before["created"]
+        assert {k: v for k, v in after["weights"].items() if k != rid} == \
+            {k: v for k, v in before["weights"].items() if k != rid}
+        assert len(list(study.store.root.glob("transfer/pgd/*.pgd.pt"))) == crafted + 1  # only rid re-crafted
+    finally:
+        path.write_bytes(original)
+    _, restored = study.transfer("resnet8", runs)
+    assert restored["weights"] == before["weights"]
 
 
 def test_the_record_key_follows_the_attack_settings(grid):
     study, runs = grid
-    ids, teacher = pages.transfer_sources(study, runs, "resnet8")
+    ids, teacher = transfer_sources(runs, "resnet8")
     p = study.params
-    k1 = pages.transfer_key(ids, teacher, pages.transfer_settings(p), p)
-    k2 = pages.transfer_key(ids, teacher, {**pages.transfer_settings(p), "eps": 0.01}, p)
-    k3 = pages.transfer_key({**ids, "hinton": ids["hinton"][:1]}, teacher, pages.transfer_settings(p), p)
+    k1 = transfer_key(ids, teacher, transfer_settings(p), p)
+    k2 = transfer_key(ids, teacher, {**transfer_settings(p), "eps": 0.01}, p)
+    k3 = transfer_key({**ids, "hinton": ids["hinton"][:1]}, teacher, transfer_settings(p), p)
     assert len({k1, k2, k3}) == 3
     with pytest.raises(ValueError, match="unknown transfer setting 'epsilon'"):
-        pages.transfer_settings(Params(transfer={"epsilon": 1}))
+        transfer_settings(Params(transfer={"epsilon": 1}))
+
+
+def test_transfer_sources_refuse_students_of_several_teachers():
+    runs = pd.DataFrame([{"run_id": f"s{i}", "role": "student", "student": "resnet8", "status": "done",
+                          "method": "hinton", "seed": i, "teacher_run": f"t{i}"} for i in range(2)])
+    with pytest.raises(ValueError, match="learned from 2 teacher runs"):
+        transfer_sources(runs, "resnet8")
+
+
+def pages_path(study, rec):
+    from kdnb.study import transfer_path
+
+    return transfer_path(study.params.store, rec["key"])
+
+
+def test_paper_protocol_cells_show_finished_and_in_progress_runs(tmp_path):
+    from kdnb import analysis, tables
+    from kdnb.train import train_run
+
+    p = Params(profile="paper", section="generalization", store=str(tmp_path / "store"), dataset="synthetic",
+               students=["resnet8"], methods=["baseline"], seeds=[0, 1], epochs=2, batch_size=100, device="cpu")
+    study = Study(p)
+    done_cfg, partial_cfg = sorted(study.conditions[0].students, key=lambda c: c.seed)
+    rec = train_run(done_cfg, study.store, "cpu", progress=False)
+    assert train_run(partial_cfg, study.store, "cpu", progress=False, max_epochs=1)["status"] == "partial"
+    ck = store_mod.safe_torch_load(study.store.checkpoint_path(partial_cfg.run_id))
+
+    cells = analysis.against_paper(pages.protocol_cells(p)).set_index("seed")
+    assert list(cells["state"]) == ["done", "in progress"]
+    assert cells.loc[0, "acc"] == rec["final_acc"] and cells.loc[0, "epoch"] == 2
+    assert (cells.loc[1, "epoch"], cells.loc[1, "epochs"]) == (1, 2)
+    assert cells.loc[1, "acc"] == ck["history"][-1]["test_acc"]
+    assert rec["segments"][0]["cpu"] in cells.loc[0, "machine"] and "epochs 0–1" in cells.loc[1, "machine"]
+    assert cells.loc[0, "paper_mean"] == 87.64 and cells.loc[0, "diff"] == pytest.approx(rec["final_acc"] - 87.64)
+    assert cells.loc[0, "within"] == (abs(rec["final_acc"] - 87.64) <= 0.5) and cells.loc[1, "within"] is None
+    text = pages.protocol_text(cells.reset_index(), p)
+    assert "*in progress*, epoch 1 of 2" in text and "2 runs" in text
+    html = tables.style_protocol(cells.reset_index()).to_html()
+    assert "in progress: epoch 1 of 2" in html and "87.64 ± 0.25" in html
+
+
+def test_ablations_pair_by_seed_and_name_what_is_missing(tmp_path):
+    def runs(method, accs, epochs=8):
+        return pd.DataFrame([dict(run_id=f"{method}{epochs}{s}", role="student", status="done", method=method,
+                                  student="resnet8", seed=s, noise=0.0, imbalance=float("nan"), final_acc=a)
+                             for s, a in enumerate(accs)])
+
+    main = pd.concat([runs("baseline", [50.0, 52.0]), runs("one", [55.0, 58.0])], ignore_index=True)
+    abl, absent = pages.ablations(tmp_path, main)  # no ablations folder: only the context row, never an error
+    assert list(abl["ablation"]) == ["ONE − baseline, main grid"]
+    assert abl.loc[0, "mean"] == 5.5 and abl.loc[0, "seeds"] == [0, 1]
+    assert len(absent) == 3 and all("not in this profile" in a for a in absent)
+    text = pages.ablations_text(abl, absent)
+    assert "Not shown yet" in text and "bss_standard.yaml" in text
+
+
+def test_claims_summary_counts_what_ran_and_the_verdicts():
+    runs = pd.DataFrame([dict(run_id=f"{m}{s}", role="student", status="done", method=m, student="resnet8", seed=s,
+                              noise=n, imbalance=float("nan"), final_acc=50.0, wall_s=1800.0)
+                         for m in ("baseline", "hinton") for s in (0, 1) for n in (0.0, 0.4)])
+    grid = Params(profile="mini", dataset="cifar10", train_per_class=1000, epochs=8)
+    text = pages.claims_summary([grid], runs, {"agrees": 2, "disagrees": 1, "inconclusive": 3, "not testable": 4})
+    assert "8 finished student runs (4.0 h of training)" in text and "2 data conditions (clean, σ = 0.4)" in text
+    assert "Of the paper's 10 findings listed here**, 6 can be tested" in text and "**2 agree**" in text
+    assert "seeds [0, 1] (2 per cell" in text
+    rule = pages.verdict_rule_text(2)
+    assert "12.71 / √2 = 8.98" in rule and "6.35 × the gap" in rule

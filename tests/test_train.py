@@ -112,3 +112,31 @@ def test_resnet8_learns_real_cifar10(tmp_path):
                                "data": {"dataset": "cifar10", "train_per_class": 300, "test_per_class": 200}})
     rec = train_run(cfg, Store(tmp_path), "cpu", progress=False, data_root=str(SHARED))
     assert rec["final_acc"] > 25.0  # chance is 10 %; measured 34.1 and 33.6 % (seeds 0, 1)
+
+
+def test_history_carries_each_loss_term_and_they_add_up_to_the_loss(tmp_path):
+    s = Store(tmp_path)
+    teacher = train_run(_cfg(epochs=1), s, "cpu", progress=False)["run_id"]
+    rec = train_run(_cfg(method="hinton", teacher="resnet8", teacher_run=teacher, epochs=2), s, "cpu", progress=False)
+    for h in rec["history"]:
+        assert {k for k in h if k.startswith("loss_")} == {"loss_ce", "loss_kd"}
+        assert h["loss_ce"] + h["loss_kd"] == pytest.approx(h["train_loss"], rel=1e-5)
+
+
+def test_evaluation_does_not_depend_on_the_batch_or_the_layout():
+    from kdnb.data import DeviceData, make_splits
+    from kdnb.models import build
+    from kdnb.train import evaluate
+
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # kernels of other batch sizes and layouts differ in the last bits only
+    try:
+        torch.manual_seed(0)
+        model, test = build("resnet8"), DeviceData(make_splits(_cfg().data)[1], "cpu", augment=False)
+        ref = evaluate({"m": model}, test, 1000)
+        assert evaluate({"m": model}, test, 7) == ref  # 100 images: batches of 7 and a remainder of 2
+        model.to(memory_format=torch.channels_last)
+        assert evaluate({"m": model}, test, 7, memory_format=torch.channels_last) == ref
+        assert model.training  # its mode is restored
+    finally:
+        torch.set_default_dtype(dtype)

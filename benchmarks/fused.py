@@ -1,4 +1,5 @@
-"""Several seeds of one (student, teacher, method) configuration trained together (perf-notes §4, §7.5).
+"""Several seeds of one (student, teacher, method) configuration trained together (perf-notes §4, §7.5): a GPU
+prototype that the bench measures (``fused<N>``), not yet a part of the training loop.
 
 Member parameters and BN buffers are stacked ``[N, ...]`` with ``torch.func.stack_module_state`` and one
 ``vmap``-ed ``functional_call`` runs all students (a conv with stacked weights becomes one grouped conv). The
@@ -12,8 +13,9 @@ Also here: ``teacher_view_logits``, the teacher's logits for all 162 augmented v
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -21,10 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from kdnb.data import PAD, DeviceData, crop_flip, to_float
+from kdnb.config import RunConfig
+from kdnb.data import PAD, DeviceData, Split, crop_flip, to_float
 from kdnb.losses import hinton_kd
+from kdnb.methods import METHODS, total
+from kdnb.models import build
 
-METHODS = ("baseline", "hinton")
+FUSED_METHODS = ("baseline", "hinton")
 VIEWS = (2 * PAD + 1) ** 2 * 2  # 81 crop offsets x 2 flips
 
 
@@ -73,10 +78,6 @@ class FusedStudents:
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
 
-    def train(self, mode: bool = True) -> FusedStudents:
-        self.base.train(mode)
-        return self
-
     def member(self, i: int, like: nn.Module) -> nn.Module:
         """Member ``i`` as a plain module (a deep copy of ``like`` with the member's state)."""
         m = copy.deepcopy(like)
@@ -112,8 +113,8 @@ def fused_loss(students: FusedStudents, teacher: nn.Module | None, xs: Tensor, y
                alpha: float = 0.9, T: float = 4.0) -> tuple[Tensor, Tensor]:
     """(sum over members of each member's loss, logits (N, B, K)); the members' losses are those of
     ``kdnb.methods`` Baseline / Hinton on their own batch. Every member has the same batch size."""
-    if method not in METHODS:
-        raise ValueError(f"fused training supports {', '.join(METHODS)}, not {method!r}")
+    if method not in FUSED_METHODS:
+        raise ValueError(f"fused training supports {', '.join(FUSED_METHODS)}, not {method!r}")
     n, b = ys.shape
     logits = students(xs)
     flat, yf = logits.reshape(n * b, -1), ys.reshape(-1)
@@ -127,9 +128,12 @@ def fused_loss(students: FusedStudents, teacher: nn.Module | None, xs: Tensor, y
 
 
 def fused_step(students: FusedStudents, opt: torch.optim.Optimizer, teacher: nn.Module | None, xs: Tensor,
-               ys: Tensor, method: str = "hinton", alpha: float = 0.9, T: float = 4.0) -> tuple[Tensor, Tensor]:
-    """One SGD step of all members; returns (summed loss, correct predictions per member), both on the device."""
-    loss, logits = fused_loss(students, teacher, xs, ys, method, alpha, T)
+               ys: Tensor, method: str = "hinton", autocast: contextlib.AbstractContextManager | None = None,
+               loss_fn: Callable[..., tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
+    """One SGD step of all members (the loss under ``autocast``; ``loss_fn``: ``fused_loss`` or a compiled
+    copy); returns (summed loss, correct predictions per member), both on the device."""
+    with autocast or contextlib.nullcontext():
+        loss, logits = (loss_fn or fused_loss)(students, teacher, xs, ys, method)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -153,11 +157,6 @@ def check_equivalence(student: str = "resnet8", teacher: str = "resnet26", n: in
     (``_max``: the largest over single tensors, and which), the largest absolute difference of the BN running
     statistics, and that of the summed losses.
     """
-    from kdnb.config import RunConfig
-    from kdnb.data import Split
-    from kdnb.methods import METHODS as KD_METHODS
-    from kdnb.models import build
-
     device = torch.device(device)
     g = torch.Generator().manual_seed(0)
     split = Split(torch.randint(0, 256, (images, 32, 32, 3), generator=g, dtype=torch.uint8).numpy(),
@@ -171,31 +170,25 @@ def check_equivalence(student: str = "resnet8", teacher: str = "resnet26", n: in
         inits.append(build(student).to(device, dtype))
     cfg = RunConfig.from_dict({"method": method, "student": student, "teacher": teacher if t_model else None,
                                "data": {"dataset": "synthetic"}, "batch_size": batch_size})
-    stage = KD_METHODS[method](cfg, t_model).stages()[0]
 
     refs, ref_losses = [], []
-    for i in range(n):  # separate runs, each as train.py trains it
-        m = KD_METHODS[method](cfg, t_model)
+    for i in range(n):  # separate runs, each with the method's own optimiser and step
+        m = METHODS[method](cfg, t_model)
         m.models["student"] = copy.deepcopy(inits[i])
         m.train()
-        opt = torch.optim.SGD(m.parameters(), lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+        stage = m.stages()[0]
+        opts = m.optimizers(stage)
         gen = torch.Generator(device).manual_seed(100 + i)
         for _, (x, y) in zip(range(steps), data.batches(batch_size, gen), strict=False):
-            loss, _ = m.loss(x.to(dtype), y, stage, 0, 0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            terms, _ = m.step(x.to(dtype), y, stage, 0, opts)
         refs.append(m.models["student"])
-        ref_losses.append(loss.detach())
+        ref_losses.append(total(terms).detach())
 
     fused = FusedStudents([copy.deepcopy(m) for m in inits])
     opt = sgd(fused, stage.lr, stage.momentum, stage.weight_decay)
     gens = [torch.Generator(device).manual_seed(100 + i) for i in range(n)]
     for _, (xs, ys) in zip(range(steps), member_batches(data, gens, batch_size), strict=False):
-        loss, _ = fused_loss(fused, t_model, xs.to(dtype), ys, method)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, _ = fused_step(fused, opt, t_model, xs.to(dtype), ys, method)
 
     named = [dict(r.named_parameters()) for r in refs]
     pairs = {k: [(p[i].detach(), p.grad[i], named[i][k].detach(), named[i][k].grad) for i in range(n)]
@@ -211,7 +204,7 @@ def check_equivalence(student: str = "resnet8", teacher: str = "resnet26", n: in
     return {"grad_rel": _rel(flat(1), flat(3)), "param_rel": _rel(flat(0), flat(2)),  # all parameters together
             "grad_rel_max": max(_rel(t[1], t[3]) for t in pairs[worst]), "grad_rel_max_tensor": worst,
             "param_rel_max": max(_rel(t[0], t[2]) for v in pairs.values() for t in v), "bn_abs": bn,
-            "loss_abs": float((loss.detach() - torch.stack(ref_losses).sum()).abs())}
+            "loss_abs": float((loss - torch.stack(ref_losses).sum()).abs())}
 
 
 # ---------------------------------------------------------------------------------------------------------------

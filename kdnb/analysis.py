@@ -1,0 +1,625 @@
+"""The numbers behind the book's pages, from the run records: pandas only, no styling, no figures.
+
+Frames used here:
+
+- runs: ``kdnb.study.Study.results`` (or ``run``) output, one row per run: run_id, role (teacher or
+  student), method, student, dataset, seed, noise, imbalance, final_acc, best_acc, status,
+  teacher_run, history, and for a teacher ``teaches`` (the seed its students learn from).
+- summary: one row per (cell, method) with ``mean``, ``std`` (sample std, ddof = 1) and ``n`` (seeds);
+  ``summarize`` makes it from runs, and the paper's tables (``kdnb.paper``) have the same shape.
+- curves: per-epoch history of the runs (``curves``).
+- matrix: a transfer matrix (index = target, columns = source, with a ``mean`` row and column and a
+  ``teacher`` column), as ``kdnb.study.Study.transfer`` and ``kdnb.paper.transfer`` give it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdnb import paper
+
+ORDER = list(paper.METHODS)
+METRICS = {"test_acc": "test accuracy (%)", "train_acc": "training accuracy (%)", "train_loss": "training loss"}
+# two-sided 95 % quantiles of Student's t for 1-30 degrees of freedom (any t table)
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def label(value: Any) -> str:
+    """The paper's spelling of a method, model or data set name; other values as they are."""
+    return paper.LABELS.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
+def column_label(column: str, value: Any) -> str:
+    """Header of a table column: a model name, ``σ = 0.4``, ``γ = 1`` or a data set name."""
+    if column == "noise":
+        return f"σ = {value:g}"
+    if column == "imbalance":
+        return "balanced" if value is None or (isinstance(value, float) and math.isnan(value)) else f"γ = {value:g}"
+    return label(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries, gains and paired differences
+
+
+def students(runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished student runs."""
+    if runs.empty:
+        return runs
+    return runs[(runs["role"] == "student") & (runs["status"] == "done")]
+
+
+def summarize(runs: pd.DataFrame, by: Sequence[str] = ("student",), metric: str = "final_acc") -> pd.DataFrame:
+    """Mean, sample std (ddof = 1; NaN for one seed) and seed count per (by..., method) of finished students."""
+    by = list(by)
+    df = students(runs)
+    if df.empty:
+        return pd.DataFrame(columns=[*by, "method", "mean", "std", "n"])
+    g = df.groupby([*by, "method"], dropna=False)[metric]
+    return g.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count").reset_index()
+
+
+def paper_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """A paper table (``kdnb.paper``) as a summary: mean, std, n = 5 seeds."""
+    return table.drop(columns=["bold"], errors="ignore").assign(n=paper.SEEDS)
+
+
+def wide(summary: pd.DataFrame, column: str, value: str = "mean", methods: Sequence[str] | None = None,
+         columns: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Methods (rows, paper order) by ``column`` values; cells not in ``summary`` are NaN."""
+    methods = list(methods) if methods is not None else ORDER
+    if summary.empty:
+        return pd.DataFrame(np.nan, index=methods, columns=list(columns or []))
+    w = summary.set_index(["method", column])[value].unstack(column)
+    cols = list(columns) if columns is not None else list(w.columns)
+    return w.reindex(index=methods, columns=cols).astype(float)
+
+
+def best_mask(means: pd.DataFrame) -> pd.DataFrame:
+    """True where a cell is the best of its column (ties all marked), as displayed (2 decimals)."""
+    r = means.round(2)
+    return r.eq(r.max(axis=0), axis=1) & r.notna()
+
+
+def below_mask(means: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
+    """True where a cell is below the baseline of its column (as displayed); the baseline row is False."""
+    if baseline not in means.index:
+        return pd.DataFrame(False, index=means.index, columns=means.columns)
+    r = means.round(2)
+    out = r.lt(r.loc[baseline], axis=1)
+    out.loc[baseline] = False
+    return out
+
+
+def difference(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
+               columns: Sequence[Any] | None = None) -> pd.DataFrame:
+    """ours − theirs (percentage points) of the means, on our columns; NaN where either is missing."""
+    cols = list(columns) if columns is not None else list(wide(ours, column).columns)
+    return wide(ours, column, "mean", methods, cols) - wide(theirs, column, "mean", methods, cols)
+
+
+def gains(summary: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Gain of each method's mean over the baseline mean in the same column (percentage points)."""
+    if summary.empty:
+        return pd.DataFrame(columns=[column, "method", "gain"])
+    base = summary[summary["method"] == "baseline"].set_index(column)["mean"]
+    out = summary[summary["method"] != "baseline"].copy()
+    out["gain"] = out["mean"].to_numpy() - out[column].map(base).to_numpy(dtype=float)
+    return out[[column, "method", "gain"]].dropna().reset_index(drop=True)
+
+
+def t975(df: int) -> float:
+    """Two-sided 95 % quantile of Student's t with ``df`` degrees of freedom (Cornish-Fisher above 30)."""
+    if df < 1:
+        return math.nan
+    if df <= len(T975):
+        return T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def paired_differences(runs: pd.DataFrame, by: Sequence[str] = ("student",),
+                       metric: str = "final_acc") -> pd.DataFrame:
+    """Method − baseline per seed within each cell (a paired design: a method's run and the baseline's
+    share the seed, hence the initial weights and the batches), then per (by..., method): the mean
+    difference, its sample std, the number of pairs ``n`` and the 95 % t-interval ``lo``, ``hi``."""
+    by = list(by)
+    cols = [*by, "method", "mean", "std", "n", "lo", "hi"]
+    st = students(runs)
+    if st.empty:
+        return pd.DataFrame(columns=cols)
+    base = st[st["method"] == "baseline"][[*by, "seed", metric]].rename(columns={metric: "_base"})
+    d = st[st["method"] != "baseline"].merge(base, on=[*by, "seed"], how="inner")
+    d["_diff"] = d[metric] - d["_base"]
+    out = d.groupby([*by, "method"], dropna=False)["_diff"].agg(mean="mean", std=lambda s: s.std(ddof=1),
+                                                                 n="count").reset_index()
+    half = [t975(int(n) - 1) * s / math.sqrt(n) for s, n in zip(out["std"], out["n"], strict=True)]
+    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+    return out[cols]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning curves
+
+
+def history(runs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch history carried by ``runs`` (its ``history`` column), one row per run and epoch."""
+    if runs.empty or "history" not in runs:
+        return pd.DataFrame(columns=["run_id", "epoch"])
+    meta = ["run_id", "method", "student", "seed", "noise", "imbalance"]
+    rows = [{**dict(zip(meta, key, strict=True)), **h}
+            for *key, hist in runs.drop_duplicates("run_id")[[*meta, "history"]].itertuples(index=False)
+            for h in (hist if isinstance(hist, list) else [])]
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "epoch"])
+
+
+def setting_labels(df: pd.DataFrame, dims: Sequence[str] = ("dataset", "student", "noise", "imbalance")) -> pd.Series:
+    """A short label per row from the dimensions that vary in ``df`` (e.g. ``ResNet-8 · σ = 0.4``)."""
+    vary = [d for d in dims if d in df and df[d].astype(str).nunique() > 1]
+    if not vary:
+        vary = [d for d in ("student",) if d in df]
+    return df.apply(lambda r: " · ".join(column_label(d, r[d]) for d in vary), axis=1).astype(str)
+
+
+def curves(runs: pd.DataFrame, hist: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-epoch history of the finished runs in ``runs`` (from ``hist``, else from their own ``history``),
+    final training stage only, with data set, role and a ``setting`` label (the dimensions that vary)."""
+    cols = ["run_id", "method", "student", "seed", "noise", "imbalance", "epoch", "dataset", "role", "setting"]
+    hist = history(runs) if hist is None else hist
+    if runs.empty or hist.empty:
+        return pd.DataFrame(columns=cols)
+    done = runs[runs["status"] == "done"]
+    h = hist[hist["run_id"].isin(set(done["run_id"]))].dropna(subset=["epoch"]).copy()
+    if "stage" in h:
+        h = h[h["stage"] == h.groupby("run_id")["stage"].transform("last")]
+    meta = done[["run_id", "dataset", "role"]].drop_duplicates("run_id")
+    h = h.merge(meta, on="run_id")
+    h["epoch"] = h["epoch"].astype(int)
+    h["setting"] = setting_labels(h)
+    return h.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teachers (Table II)
+
+
+def configuration(noise: float, imbalance: float | None) -> str:
+    """``σ = 0.4``, ``γ = 1`` or ``default``: the data condition of a teacher."""
+    if noise:
+        return f"σ = {noise:g}"
+    if imbalance is not None and not pd.isna(imbalance):
+        return f"γ = {imbalance:g}"
+    return "default"
+
+
+def teacher_table(truns: pd.DataFrame) -> pd.DataFrame:
+    """One row per teacher (data set, architecture, noise, imbalance): the accuracy of the seed that teaches
+    the students (the row marked ``teaches``, chosen by the study; NaN when none is marked) and mean ± std
+    over the teacher seeds."""
+    cols = ["dataset", "teacher", "noise", "imbalance", "acc", "mean", "std", "n", "run_id"]
+    if truns.empty:
+        return pd.DataFrame(columns=cols)
+    df = truns.assign(imbalance=pd.to_numeric(truns["imbalance"], errors="coerce").astype(float),
+                      noise=truns["noise"].astype(float),
+                      teaches=truns["teaches"].eq(True) if "teaches" in truns else False)
+    rows = []
+    for key, g in df.groupby(["dataset", "teacher", "noise", "imbalance"], dropna=False, sort=False):
+        used = g[g["teaches"]]
+        rows.append(dict(zip(cols[:4], key, strict=True), acc=used["final_acc"].iloc[0] if len(used) else np.nan,
+                         mean=g["final_acc"].mean(), std=g["final_acc"].std(ddof=1), n=len(g),
+                         run_id=used["run_id"].iloc[0] if len(used) else None))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def teacher_comparison(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+    """Table II: our teachers and the paper's, outer-joined on data set, architecture and configuration."""
+    key = ["dataset", "teacher", "noise", "imbalance"]
+    a = ours.assign(imbalance=ours["imbalance"].astype(float))
+    b = theirs[key + ["acc"]].rename(columns={"acc": "paper"}).assign(imbalance=theirs["imbalance"].astype(float))
+    m = a.merge(b, on=key, how="outer")
+    m["diff"] = m["acc"] - m["paper"]
+    m["configuration"] = [configuration(n, g) for n, g in zip(m["noise"], m["imbalance"], strict=True)]
+    return m.sort_values(["dataset", "noise", "imbalance", "teacher"], na_position="first").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transferability (Fig. 1) and the paper's observations about it (§IV-D)
+
+HINTON_FAMILY = ("hinton", "fitnet", "fsp")
+RELATIONAL = ("sp", "rkd_d", "rkd_a", "rkd_da")
+
+
+def transfer_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+    """ours − theirs on the cells both have (rows and columns in our order)."""
+    rows = [r for r in ours.index if r in theirs.index]
+    cols = [c for c in ours.columns if c in theirs.columns]
+    return ours.loc[rows, cols] - theirs.loc[rows, cols]
+
+
+def transfer_long(mats: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Matrices (target × source) as rows: source, target, rate, and which matrix (``result``)."""
+    rows = [{"result": name, "source": src, "target": tgt, "rate": m.loc[tgt, src]}
+            for name, m in mats.items() for src in m.columns for tgt in m.index if "mean" not in (tgt, src)]
+    return pd.DataFrame(rows, columns=["result", "source", "target", "rate"])
+
+
+def sources_of(long: pd.DataFrame, result: str = "kdnb") -> list[str]:
+    """The source models of one matrix (``result``) in ``long``, in the paper's order, the teacher last."""
+    return [s for s in [*ORDER, "teacher"] if s in set(long[long["result"] == result]["source"])]
+
+
+def ranked(values: pd.Series, n: int | None = None, lowest: bool = False) -> str:
+    """``AT 53.1, BSS 47.2, ...``: the values, highest first (``lowest``: lowest first), the first ``n``."""
+    v = values.sort_values(ascending=lowest)
+    return ", ".join(f"{label(m)} {x:.1f}" for m, x in (v if n is None else v.iloc[:n]).items())
+
+
+def _top_is(values: pd.Series, method: str) -> bool | None:
+    return None if method not in values or len(values) < 2 else bool(values.idxmax() == method)
+
+
+def _second_is(values: pd.Series, first: str, second: str) -> bool | None:
+    if first not in values or second not in values or len(values) < 3:
+        return None
+    return bool(list(values.sort_values(ascending=False).index[:2]) == [first, second])
+
+
+def _lowest_are(values: pd.Series, group: tuple[str, ...]) -> bool | None:
+    fam = [m for m in group if m in values]
+    if len(fam) < 2 or len(values) <= len(fam):
+        return None
+    return bool(set(values.nsmallest(len(fam)).index) == set(fam))
+
+
+def _between(values: pd.Series) -> tuple[bool | None, str]:
+    fam, rel = [m for m in HINTON_FAMILY if m in values], [m for m in RELATIONAL if m in values]
+    if not fam or not rel or "at" not in values:
+        return None, "needs AT, a relational method and a Hinton-family method"
+    lo, mid, hi = values[fam].mean(), values[rel].mean(), values["at"]
+    return bool(lo < mid < hi), f"Hinton family {lo:.1f}, relational {mid:.1f}, AT {hi:.1f}"
+
+
+def transfer_observations(mat: pd.DataFrame) -> pd.DataFrame:
+    """The paper's observations about Fig. 1 (§IV-D), checked on ``mat``: one row each with ``holds``
+    (True, False, or None when a method it needs is missing) and the numbers behind it."""
+    methods = [m for m in paper.TRANSFER_SOURCES if m in mat.index]
+    teacher = mat.loc[methods, "teacher"].dropna() if "teacher" in mat.columns else pd.Series(dtype=float)
+    source = mat.loc["mean", methods].dropna() if "mean" in mat.index else pd.Series(dtype=float)
+    between, between_detail = _between(teacher)
+    fam = ", ".join(label(m) for m in HINTON_FAMILY)
+    rows = [
+        ("Examples crafted on the teacher transfer best to AT", _top_is(teacher, "at"), f"top: {ranked(teacher, 1)}"),
+        ("BSS comes second after AT in transfer from the teacher", _second_is(teacher, "at", "bss"),
+         f"top two: {ranked(teacher, 2)}"),
+        ("Relational methods (SP, RKD-D/A/DA) lie between the Hinton family and AT (teacher column, group means)",
+         between, between_detail),
+        (f"The Hinton family ({fam}) has the lowest transfer from the teacher", _lowest_are(teacher, HINTON_FAMILY),
+         f"lowest: {ranked(teacher, 3, lowest=True)}"),
+        ("Examples crafted on AT transfer best to the other students (mean row)", _top_is(source, "at"),
+         f"top: {ranked(source, 1)}"),
+        (f"Examples crafted on the Hinton family ({fam}) transfer least (mean row)",
+         _lowest_are(source, HINTON_FAMILY), f"lowest: {ranked(source, 3, lowest=True)}"),
+    ]
+    return pd.DataFrame(rows, columns=["observation", "holds", "detail"])
+
+
+def observations_compared(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+    """The observations checked on both matrices: observation, paper (holds there), kdnb (holds here), detail."""
+    obs = transfer_observations(theirs)[["observation", "holds"]].rename(columns={"holds": "paper"})
+    return obs.merge(transfer_observations(ours).rename(columns={"holds": "kdnb"}), on="observation")
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's findings, claim by claim ("Does it reproduce?")
+#
+# A claim is a signed contrast of test accuracies, evaluated per seed on kdnb's runs (a paired design: the
+# baseline and every method share a seed's initial weights and batches) and once on the paper's means.
+# A term (weight, methods, cell) adds weight × (mean accuracy of ``methods`` in ``cell``). A cell names a
+# student (a model, ALL: every clean-data student both kdnb and the paper have, or CONDITION: the student of
+# the label-noise / imbalance grid, the paper's WRN-16-2), a noise rate and an imbalance γ (None: balanced).
+# The verdict reads the 95 % t-interval of the per-seed contrast (``claim_verdict``).
+
+ALL, CONDITION = "all students", "condition student"
+KD = tuple(m for m in ORDER if m != "baseline")  # every distillation method of the paper
+SIMILAR_POINTS = 1.0  # "similar", "comparable": a 95 % interval inside ±1 point (the project's choice)
+PAPER_CONDITION_STUDENT = "wrn16_2"  # Tables V and VI (paper §IV-B, §IV-C)
+VERDICTS = ("agrees", "disagrees", "inconclusive", "not testable")
+
+
+def _cell(student: str = ALL, noise: float = 0.0, imbalance: float | None = None) -> tuple:
+    return (student, float(noise), imbalance)
+
+
+def _gain(methods: Sequence[str] | str, cell: tuple, weight: float = 1.0) -> list[tuple]:
+    """Terms of ``mean(methods) − baseline`` in ``cell``, times ``weight``."""
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    return [(weight, methods, cell), (-weight, ("baseline",), cell)]
+
+
+def _versus(a: Sequence[str] | str, b: Sequence[str] | str, cell: tuple) -> list[tuple]:
+    """Terms of ``mean(a) − mean(b)`` in ``cell``."""
+    a, b = ((x,) if isinstance(x, str) else tuple(x) for x in (a, b))
+    return [(1.0, a, cell), (-1.0, b, cell)]
+
+
+def _trend(methods: Sequence[str] | str, cell: tuple) -> list[tuple]:
+    """Terms of (gain in ``cell``) − (gain on clean, balanced data), both on the condition's student."""
+    return _gain(methods, cell) + _gain(methods, _cell(cell[0]), -1.0)
+
+
+def _claim(id: str, section: str, claim: str, words: str, terms: list[tuple], expect: str) -> dict[str, Any]:
+    return dict(id=id, section=section, claim=claim, words=words, terms=tuple(terms), expect=expect)
+
+
+RELATIONAL_METHODS = ("sp", "rkd_d", "rkd_a", "rkd_da")
+NOISY, VERY_NOISY, LITTLE_NOISE, IMBALANCED = (_cell(CONDITION, 0.4), _cell(CONDITION, 0.6), _cell(CONDITION, 0.2),
+                                               _cell(CONDITION, 0.0, 1.0))
+# One record per finding: the paper's words, a short claim in its terms, the contrast, the expected sign
+# (">": positive, "<": negative, "≈": within ±SIMILAR_POINTS).
+CLAIMS: tuple[dict[str, Any], ...] = (
+    _claim("A3-1", "IV-A3", "KD gives generalization gains over the baseline (mean over the 11 methods)",
+           "KD framework is an effective technique which consistently provides generalization gains",
+           _gain(KD, _cell()), ">"),
+    _claim("A3-1s", "IV-A3", "KD helps a student of the teacher's own architecture (ResNet-26 ← ResNet-26)",
+           "KD ... also improves the performance of the model when the student and the teacher have the same "
+           "network architecture", _gain(KD, _cell("resnet26")), ">"),
+    _claim("A1-H", "IV-A1", "Hinton improves over the baseline",
+           "Hinton consistently improves the performance of the student over the baseline", _gain("hinton", _cell()),
+           ">"),
+    _claim("A3-2", "IV-A3", "Hinton is comparable to the newer methods (Hinton − mean of the other 10)",
+           "The original Hinton method ... providing comparable performance gains to the recently proposed "
+           "distillation methods", _versus("hinton", [m for m in KD if m != "hinton"], _cell()), "≈"),
+    _claim("A1-FF", "IV-A1", "FitNet and FSP perform like Hinton (their mean − Hinton)",
+           "FitNet and FSP provide similar performance to Hinton", _versus(("fitnet", "fsp"), "hinton", _cell()), "≈"),
+    _claim("A1-AT8", "IV-A1", "AT falls below the baseline on ResNet-8",
+           "AT ... even decreasing the performance over the baseline for ResNet-8", _gain("at", _cell("resnet8")),
+           "<"),
+    _claim("A3-4", "IV-A3", "AT gains more on WRN-16-2 than on ResNet-8 (gain difference)",
+           "the constraints put by these methods ... can be detrimental ... when the capacity gap is high",
+           _gain("at", _cell("wrn16_2")) + _gain("at", _cell("resnet8"), -1.0), ">"),
+    _claim("A1-R8", "IV-A1", "Relational methods fall below the baseline on ResNet-8 (mean of SP, RKD-D/A/DA)",
+           "for ResNet-8, all the relational distillation methods decrease the performance over the baseline",
+           _gain(RELATIONAL_METHODS, _cell("resnet8")), "<"),
+    _claim("A3-3", "IV-A3", "Angular relations beat distances (mean of SP, RKD-A − RKD-D)",
+           "angular information can capture higher-level structure which aids in a performance gain",
+           _versus(("sp", "rkd_a"), "rkd_d", _cell()), ">"),
+    _claim("A1-BSS", "IV-A1", "BSS helps the smallest WRN (WRN-10-2)",
+           "BSS is effective for lower capacity students, providing the highest generalization for WRN-10-2",
+           _gain("bss", _cell("wrn10_2")), ">"),
+    _claim("A1-ONE", "IV-A1", "ONE improves ResNet-8", "ONE ... provides the highest performance for ResNet-8",
+           _gain("one", _cell("resnet8")), ">"),
+    _claim("A1-DML", "IV-A1", "DML improves over the baseline",
+           "DML consistently provides generalization gains over baseline across all the models",
+           _gain("dml", _cell()), ">"),
+    _claim("B-KD", "IV-B", "KD's gain grows under label noise σ = 0.4 (mean over the 11 methods)",
+           "KD ... is more robust to noisy labels prevalent in real-world datasets than standard training",
+           _trend(KD, NOISY), ">"),
+    _claim("B-H", "IV-B", "Hinton's gain grows under label noise σ = 0.4",
+           "Hinton proves to be an effective method for learning under label noise and provides substantial gains",
+           _trend("hinton", NOISY), ">"),
+    _claim("B-FF", "IV-B", "FitNet and FSP behave like Hinton under noise σ = 0.4 (their mean − Hinton)",
+           "FitNet and FSP show similar behavior to Hinton", _versus(("fitnet", "fsp"), "hinton", NOISY), "≈"),
+    _claim("B-DML", "IV-B", "DML is comparable to Hinton under noise σ = 0.4 (DML − Hinton)",
+           "DML ... provides performance comparable to Hinton", _versus("dml", "hinton", NOISY), "≈"),
+    _claim("B-ONE", "IV-B", "ONE's gain collapses at high noise σ = 0.6",
+           "ONE ... significantly harms the performance for higher noise level (0.6)", _trend("one", VERY_NOISY), "<"),
+    _claim("B-SP", "IV-B", "SP's gain grows at low noise σ = 0.2",
+           "SP interestingly performs markedly better for lower noise levels", _trend("sp", LITTLE_NOISE), ">"),
+    _claim("C-KD", "IV-C", "KD's gain grows under class imbalance γ = 1 (mean of the methods but ONE and BSS)",
+           "apart from ONE and BSS (γ = 2), all the other KD methods improve the generalization performance",
+           _trend([m for m in KD if m not in ("one", "bss")], IMBALANCED), ">"),
+    _claim("C-RKD", "IV-C", "RKD-A and RKD-DA lead under imbalance γ = 1 (their mean − mean of the other 9)",
+           "RKD-A and RKD-DA provide the highest generalization across all the γ values",
+           _versus(("rkd_a", "rkd_da"), [m for m in KD if m not in ("rkd_a", "rkd_da")], IMBALANCED), ">"),
+)
+
+
+def paper_cells() -> pd.DataFrame:
+    """The paper's CIFAR-10 means as one frame (student, noise, imbalance, method, mean): Table III on clean,
+    balanced data, Tables V and VI (WRN-16-2) under label noise and class imbalance."""
+    gen = paper.generalization("cifar10").assign(noise=0.0, imbalance=np.nan)
+    frames = [gen, paper.label_noise().assign(imbalance=np.nan), paper.imbalance().assign(noise=0.0)]
+    cols = ["student", "noise", "imbalance", "method", "mean"]
+    df = pd.concat([f[cols] for f in frames], ignore_index=True)
+    return df.drop_duplicates(["student", "noise", "imbalance", "method"]).reset_index(drop=True)
+
+
+def _key(student: str, noise: float, imbalance: Any) -> tuple:
+    g = None if imbalance is None or pd.isna(imbalance) else round(float(imbalance), 6)
+    return (student, round(float(noise), 6), g)
+
+
+def _students_in(cells: pd.DataFrame, noise: float, imbalance: Any) -> list[str]:
+    k = [_key(s, n, i) for s, n, i in zip(cells["student"], cells["noise"], cells["imbalance"], strict=True)]
+    want = _key("", noise, imbalance)[1:]
+    return sorted({s for s, *rest in k if tuple(rest) == want})
+
+
+def _resolve(terms: Sequence[tuple], present: pd.DataFrame, others: pd.DataFrame) -> dict:
+    """The students each symbolic name of ``terms`` stands for in kdnb's runs ``present``: ALL → the
+    clean-data students that the paper (``others``) has too, CONDITION → the student of the condition grid
+    (the paper's WRN-16-2 if kdnb has it)."""
+    out: dict[str, list[str]] = {}
+    out[ALL] = [s for s in _students_in(present, 0.0, None) if s in set(_students_in(others, 0.0, None))]
+    conds = [c for _, _, c in terms if c[0] == CONDITION and (c[1] or c[2] is not None)]
+    have = sorted(set.intersection(*[set(_students_in(present, c[1], c[2])) for c in conds])) if conds else []
+    out[CONDITION] = [PAPER_CONDITION_STUDENT] if PAPER_CONDITION_STUDENT in have else have[:1]
+    return out
+
+
+def _contrast(terms: Sequence[tuple], table: pd.DataFrame, students_of: dict) -> tuple[pd.Series, list[str]]:
+    """The contrast per column of ``table`` (index (student, noise, imbalance, method) keys; columns: seeds,
+    or one column of means) and the cells it needs but ``table`` lacks."""
+    total, missing = None, []
+    for weight, methods, (student, noise, imbalance) in terms:
+        archs = students_of.get(student, [student])
+        if not archs:
+            missing.append(f"no runs at {_where(noise, imbalance)}")
+            continue
+        parts = []
+        for s in archs:
+            keys = [(*_key(s, noise, imbalance), m) for m in methods]
+            lack = [m for k, m in zip(keys, methods, strict=True) if k not in table.index]
+            if len(lack) == len(methods):
+                cell = _key(s, noise, imbalance)
+                none_there = not any(k[:3] == cell for k in table.index)
+                what = "runs" if none_there or len(methods) > 1 else f"{label(methods[0])} runs"
+                missing.append(f"no {what} on {label(s)} at {_where(noise, imbalance)}")
+            elif lack:
+                missing.append(f"{_names_list(lack)} not run on {label(s)} at {_where(noise, imbalance)}")
+            parts += [table.loc[[k]].iloc[0] for k in keys if k in table.index]
+        if parts and not missing:
+            term = weight * pd.concat(parts, axis=1).mean(axis=1, skipna=False)
+            total = term if total is None else total + term
+    return (pd.Series(dtype=float) if total is None else total.dropna()), missing
+
+
+def _names_list(methods: Sequence[str]) -> str:
+    return ", ".join(label(m) for m in methods)
+
+
+def _where(noise: float, imbalance: Any) -> str:
+    if imbalance is not None and not pd.isna(imbalance):
+        return f"γ = {imbalance:g}"
+    return f"σ = {noise:g}" if noise else "clean data"
+
+
+def _seed_table(runs: pd.DataFrame, metric: str = "final_acc") -> pd.DataFrame:
+    st = students(runs)
+    if st.empty:
+        return pd.DataFrame()
+    keys = [(*_key(s, n, i), m) for s, n, i, m in zip(st["student"], st["noise"], st["imbalance"], st["method"],
+                                                       strict=True)]
+    df = pd.DataFrame({"key": keys, "seed": st["seed"].to_numpy(), "acc": st[metric].to_numpy(dtype=float)})
+    t = df.pivot_table(index="key", columns="seed", values="acc", aggfunc="mean")
+    t.index = pd.Index(t.index, tupleize_cols=False)
+    return t
+
+
+def paired_interval(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample std, n and the 95 % t-interval (lo, hi) of per-seed paired contrasts."""
+    v = pd.Series(values, dtype=float).dropna()
+    n = len(v)
+    mean = float(v.mean()) if n else math.nan
+    std = float(v.std(ddof=1)) if n > 1 else math.nan
+    half = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return dict(mean=mean, std=std, n=n, lo=mean - half, hi=mean + half)
+
+
+def claim_verdict(expect: str, lo: float, hi: float, n: int, margin: float = SIMILAR_POINTS) -> str:
+    """The verdict on a contrast from its 95 % interval [lo, hi] over n seeds.
+
+    ``>``: agrees when lo > 0, disagrees when hi < 0; ``<``: the mirror; ``≈``: agrees when the interval lies
+    inside ±margin, disagrees when it lies wholly outside; otherwise inconclusive. Under two seeds there is
+    no interval: not testable.
+    """
+    if expect not in (">", "<", "≈"):
+        raise ValueError(f"unknown expectation {expect!r}; valid: >, <, ≈")
+    if n < 2 or pd.isna(lo) or pd.isna(hi):
+        return "not testable"
+    if expect == ">":
+        return "agrees" if lo > 0 else "disagrees" if hi < 0 else "inconclusive"
+    if expect == "<":
+        return "agrees" if hi < 0 else "disagrees" if lo > 0 else "inconclusive"
+    return ("agrees" if -margin <= lo and hi <= margin else
+            "disagrees" if lo > margin or hi < -margin else "inconclusive")
+
+
+def _names_of(students_of: dict, terms: Sequence[tuple]) -> str:
+    used = sorted({s for _, _, c in terms for s in students_of.get(c[0], [c[0]])},
+                  key=lambda s: (ORDER_OF_MODELS.get(s, len(ORDER_OF_MODELS)), s))
+    return ", ".join(label(s) for s in used) or "none"
+
+
+ORDER_OF_MODELS = {s: i for i, s in enumerate(paper.STUDENTS)}
+EMPTY_CELLS = pd.DataFrame(columns=["student", "noise", "imbalance"])
+
+
+def claims_table(runs: pd.DataFrame, claims: Sequence[dict[str, Any]] = CLAIMS,
+                 paper_means: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every claim checked on ``runs`` (the student runs of the profile's grids, any mix of sections): one row
+    each with id, section, claim, words, expect, paper (its contrast), paper_on (its models), kdnb (mean
+    per-seed contrast), lo, hi, n, kdnb_on, missing (what the profile lacks) and verdict."""
+    pm = paper_cells() if paper_means is None else paper_means
+    ptable = pd.DataFrame({"mean": pm["mean"].to_numpy(dtype=float)},
+                          index=pd.Index([(*_key(s, n, i), m) for s, n, i, m in
+                                          zip(pm["student"], pm["noise"], pm["imbalance"], pm["method"], strict=True)],
+                                         tupleize_cols=False))
+    seeds = _seed_table(runs)
+    st = students(runs)
+    rows = []
+    for c in claims:
+        ours_students = _resolve(c["terms"], st if not st.empty else EMPTY_CELLS, pm)
+        theirs_students = {**ours_students, CONDITION: [PAPER_CONDITION_STUDENT]}
+        if not ours_students[ALL]:  # nothing of the profile to compare with: the paper's own models
+            theirs_students[ALL] = list(paper.STUDENTS)
+        pval, _ = _contrast(c["terms"], ptable, theirs_students)
+        kval, missing = (_contrast(c["terms"], seeds, ours_students) if not seeds.empty
+                         else (pd.Series(dtype=float), ["every run"]))
+        missing = [m for m in dict.fromkeys(missing) if m != f"no runs at {_where(0.0, None)}"] or missing
+        iv = paired_interval(kval.to_numpy()) if not missing else paired_interval([])
+        verdict = "not testable" if missing else claim_verdict(c["expect"], iv["lo"], iv["hi"], iv["n"])
+        rows.append(dict(id=c["id"], section=c["section"], claim=c["claim"], words=c["words"], expect=c["expect"],
+                         paper=float(pval.iloc[0]) if len(pval) else math.nan,
+                         paper_on=_names_of(theirs_students, c["terms"]), kdnb=iv["mean"], lo=iv["lo"], hi=iv["hi"],
+                         n=iv["n"], kdnb_on=_names_of(ours_students, c["terms"]) if not missing else "",
+                         missing="; ".join(missing), verdict=verdict))
+    return pd.DataFrame(rows)
+
+
+def transfer_claims(ours: pd.DataFrame | None, theirs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's observations about Fig. 1 (§IV-D) as claims rows: the verdict is agrees or disagrees as the
+    observation holds on kdnb's matrix (one measurement, no interval), not testable without a matrix or a
+    method it needs."""
+    theirs = paper.transfer() if theirs is None else theirs
+    base = transfer_observations(theirs)
+    if ours is None:
+        obs = base.assign(kdnb=None, kdnb_detail="")
+    else:
+        mine = transfer_observations(ours).rename(columns={"holds": "kdnb", "detail": "kdnb_detail"})
+        obs = base.merge(mine, on="observation")
+    rows = [dict(id=f"D-{i + 1}", section="IV-D", claim=r.observation, words=r.observation, expect="holds",
+                 paper_detail=r.detail, kdnb_detail=r.kdnb_detail,
+                 verdict="not testable" if r.kdnb is None or pd.isna(r.kdnb) else
+                 "agrees" if r.kdnb else "disagrees")
+            for i, r in enumerate(obs.itertuples(index=False))]
+    return pd.DataFrame(rows)
+
+
+def verdict_counts(*tables: pd.DataFrame) -> dict[str, int]:
+    """How many claims got each verdict, over ``tables`` (``claims_table``, ``transfer_claims``)."""
+    v = pd.concat([t["verdict"] for t in tables], ignore_index=True) if tables else pd.Series(dtype=str)
+    return {k: int((v == k).sum()) for k in VERDICTS}
+
+
+def against_paper(cells: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFrame:
+    """Runs at the paper's protocol (``kdnb.pages.protocol_cells``) beside Table III (or IV): the paper's
+    mean and std, ``diff`` = acc − mean and ``within`` (|diff| ≤ 2 std of the paper's seeds; None for a run
+    in progress)."""
+    theirs = paper.generalization(dataset)[["student", "method", "mean", "std"]]
+    m = cells.merge(theirs.rename(columns={"mean": "paper_mean", "std": "paper_std"}), on=["student", "method"],
+                    how="left")
+    m["diff"] = m["acc"] - m["paper_mean"]
+    done = m["state"] == "done"
+    m["within"] = [bool(abs(d) <= 2 * s) if ok and pd.notna(d) else None
+                   for d, s, ok in zip(m["diff"], m["paper_std"], done, strict=True)]
+    return m
+
+
+def paired_between(a: pd.DataFrame, b: pd.DataFrame, metric: str = "final_acc") -> dict[str, Any]:
+    """``a − b`` per seed over the finished student runs of two single cells (a paired design when both
+    share the seeds' initial weights and batches): ``paired_interval`` of the differences, with the seeds."""
+    sa, sb = (students(x).groupby("seed")[metric].mean() if not x.empty else pd.Series(dtype=float) for x in (a, b))
+    d = (sa - sb).dropna()
+    return {**paired_interval(d.to_numpy()), "seeds": [int(s) for s in d.index], "a": float(sa.mean()) if len(sa)
+            else math.nan, "b": float(sb.mean()) if len(sb) else math.nan}

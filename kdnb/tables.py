@@ -1,0 +1,261 @@
+"""The book's tables: pandas Stylers in the paper's layout (mean ± std, best of a column in bold, below
+the baseline in blue), from the frames of ``kdnb.analysis``. Every table carries the ``kdnb-table``
+class (compact font, sideways scrolling; book/_static/kdnb.css)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from IPython.display import HTML
+from pandas.io.formats.style import Styler
+
+from kdnb.analysis import below_mask, best_mask, column_label, difference, gains, label, wide
+
+NOT_RUN = "not run"
+NOT_IN_PAPER = "not in paper"
+CSS_BEST = "font-weight: bold;"
+CSS_BELOW = "color: #1f5fbf;"  # blue, as the paper's Tables V and VI
+CSS_NOT_RUN = "color: #999; font-style: italic;"
+CSS_WORSE, CSS_BETTER = "color: #b03a2e;", "color: #1e8449;"
+TABLE_STYLES = [{"selector": "th, td", "props": "padding: .25em .6em; text-align: right; white-space: nowrap;"},
+                {"selector": "caption", "props": "caption-side: top; font-weight: 600; text-align: left;"}]
+
+
+def finish(styler: Styler, caption: str = "", wrap: bool = False) -> Styler:
+    """Caption, cell padding and the book's table class; ``wrap``: long text, wrapped and left-aligned."""
+    styles = TABLE_STYLES
+    if wrap:
+        styles = [*TABLE_STYLES, {"selector": "td, th", "props": "text-align: left; white-space: normal;"}]
+    return styler.set_caption(caption).set_table_styles(styles).set_table_attributes('class="kdnb-table"')
+
+
+def details(summary: str, table: Styler | str) -> HTML:
+    """A table folded under a one-line summary (HTML ``<details>``)."""
+    html = table if isinstance(table, str) else table.to_html()
+    return HTML(f"<details><summary>{summary}</summary>{html}</details>")
+
+
+def _relabel(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    out = df.copy()
+    out.index = [label(m) for m in df.index]
+    if isinstance(df.columns, pd.MultiIndex):
+        out.columns = pd.MultiIndex.from_tuples([(column_label(column, a), b) for a, b in df.columns])
+    else:
+        out.columns = [column_label(column, c) for c in df.columns]
+    return out
+
+
+def _signed(v: float) -> str:
+    return "" if pd.isna(v) else f"{v:+.2f}"
+
+
+def _sign_css(v: float) -> str:
+    return "" if pd.isna(v) else CSS_WORSE if v < 0 else CSS_BETTER
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables III-VI
+
+
+def cell_text(mean: float, std: float, n: float) -> str:
+    """``87.64 ± 0.25``; one seed: ``87.64``; nothing: ``not run``."""
+    if mean is None or pd.isna(mean):
+        return NOT_RUN
+    if n is None or pd.isna(n) or n < 2 or pd.isna(std):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def table_text(summary: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
+               columns: Sequence[Any] | None = None) -> pd.DataFrame:
+    """The cells of a table as text (mean ± std, ``not run``), methods by ``column`` values."""
+    m, s, n = (wide(summary, column, v, methods, columns) for v in ("mean", "std", "n"))
+    return pd.DataFrame([[cell_text(m.iat[i, j], s.iat[i, j], n.iat[i, j]) for j in range(m.shape[1])]
+                         for i in range(m.shape[0])], index=m.index, columns=m.columns)
+
+
+def table_css(summary: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
+              columns: Sequence[Any] | None = None, below_baseline: bool = False) -> pd.DataFrame:
+    """CSS per cell: bold for the best of a column, blue below the baseline (if asked), grey when not run."""
+    means = wide(summary, column, "mean", methods, columns)
+    css = pd.DataFrame("", index=means.index, columns=means.columns)
+    css = css.mask(best_mask(means), CSS_BEST)
+    if below_baseline:
+        css = css.mask(below_mask(means), css + CSS_BELOW)
+    return css.mask(means.isna(), CSS_NOT_RUN)
+
+
+def style_table(summary: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
+                columns: Sequence[Any] | None = None, below_baseline: bool = False, caption: str = "") -> Styler:
+    """A table in the paper's layout: mean ± std, best of each column bold, below baseline blue."""
+    text = _relabel(table_text(summary, column, methods, columns), column)
+    css = _relabel(table_css(summary, column, methods, columns, below_baseline), column)
+    return finish(text.style.apply(lambda _: css, axis=None), caption)
+
+
+def side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
+                 columns: Sequence[Any] | None = None, caption: str = "") -> Styler:
+    """For each of our columns: kdnb, paper and Δ = kdnb − paper, per method."""
+    cols = list(columns) if columns is not None else list(wide(ours, column).columns)
+    a, b = table_text(ours, column, methods, cols), table_text(theirs, column, methods, cols)
+    b = b.replace(NOT_RUN, NOT_IN_PAPER)
+    d = difference(ours, theirs, column, methods, cols)
+    parts, css = {}, {}
+    for c in cols:
+        parts[(c, "kdnb")], parts[(c, "paper")], parts[(c, "Δ")] = a[c], b[c], d[c].map(_signed)
+        css[(c, "kdnb")] = a[c].map(lambda t: CSS_NOT_RUN if t == NOT_RUN else "")
+        css[(c, "paper")] = b[c].map(lambda t: CSS_NOT_RUN if t == NOT_IN_PAPER else "")
+        css[(c, "Δ")] = d[c].map(_sign_css)
+    text, style = _relabel(pd.DataFrame(parts), column), _relabel(pd.DataFrame(css), column)
+    return finish(text.style.apply(lambda _: style, axis=None), caption)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table II
+
+
+def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
+    """Table II as the page shows it (``analysis.teacher_comparison``); ``not run`` / ``not in paper`` where
+    one side is missing."""
+    text = pd.DataFrame({
+        "Data set": cmp["dataset"].map(label), "Architecture": cmp["teacher"].map(label),
+        "Configuration": cmp["configuration"],
+        "kdnb (%)": [NOT_RUN if pd.isna(n) or not n else "no student yet" if pd.isna(v) else f"{v:.2f}"
+                     for v, n in zip(cmp["acc"], cmp["n"], strict=True)],
+        "kdnb, all seeds": [cell_text(m, s, n) for m, s, n in zip(cmp["mean"], cmp["std"], cmp["n"], strict=True)],
+        "paper (%)": cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}"),
+        "Δ": cmp["diff"].map(_signed),
+    })
+    css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER, "no student yet") else "")
+    css["Δ"] = cmp["diff"].map(_sign_css).to_numpy()
+    return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), caption)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 1
+
+
+def style_transfer(mat: pd.DataFrame, caption: str = "") -> Styler:
+    """A transfer matrix as a table: rates (%) with one decimal, shaded; NaN as ``n/a`` (no jointly-correct
+    image)."""
+    m = mat.rename(index=label, columns=label).rename_axis(index=None, columns=None)
+    styler = m.style.format("{:.1f}", na_rep="n/a").background_gradient(cmap="Reds", axis=None, vmin=0, vmax=100)
+    return finish(styler.highlight_null(props="background-color: #eee; color: #999;"), caption)
+
+
+def _verdict(v: Any) -> str:
+    return "cannot check" if v is None or pd.isna(v) else "holds" if v else "does not hold"
+
+
+def style_observations(obs: pd.DataFrame) -> Styler:
+    """The paper's observations (``analysis.observations_compared``): whether each holds there and here."""
+    text = pd.DataFrame({"observation (paper §IV-D)": obs["observation"],
+                         "paper": obs["paper"].map(_verdict), "kdnb": obs["kdnb"].map(_verdict),
+                         "agreement": [("—" if pd.isna(b) or b is None else "agree" if a == b else "disagree")
+                                       for a, b in zip(obs["paper"], obs["kdnb"], strict=True)],
+                         "kdnb numbers": obs["detail"]})
+    css = text.map(lambda t: CSS_BETTER if t == "agree" else CSS_WORSE if t == "disagree" else "")
+    return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Does it reproduce? (the claims table)
+
+VERDICT_CSS = {"agrees": CSS_BETTER + CSS_BEST, "disagrees": CSS_WORSE + CSS_BEST, "inconclusive": "color: #555;",
+               "not testable": CSS_NOT_RUN}
+EXPECT_TEXT = {">": "> 0", "<": "< 0", "≈": "≈ 0 (±1)"}
+
+
+def _evidence(value: float, on: str, lo: float = float("nan"), hi: float = float("nan"), n: int = 0,
+              n_max: int = 0) -> str:
+    if pd.isna(value):
+        return ""
+    ci = "" if pd.isna(lo) else f" [{lo:+.1f}, {hi:+.1f}]"
+    seeds = f", {n} seed{'' if n == 1 else 's'}" if n and n < n_max else ""
+    return f"{value:+.2f}{ci} · {on}{seeds}"
+
+
+def style_claims(claims: pd.DataFrame, transfer: pd.DataFrame | None = None) -> Styler:
+    """The claims (``analysis.claims_table``, then ``analysis.transfer_claims``): claim, the paper's evidence,
+    kdnb's evidence and the verdict, one row each."""
+    n_max = int(claims["n"].max()) if len(claims) else 0
+    rows = [{"": r.id, "claim (paper §)": f"{r.claim} (§{r.section})", "expected": EXPECT_TEXT[r.expect],
+             "paper's evidence (points)": _evidence(r.paper, r.paper_on),
+             "kdnb's evidence (points, 95 % CI)": _evidence(r.kdnb, r.kdnb_on, r.lo, r.hi, r.n, n_max) or r.missing,
+             "verdict": r.verdict} for r in claims.itertuples(index=False)]
+    if transfer is not None:
+        rows += [{"": r.id, "claim (paper §)": f"{r.claim} (§{r.section})", "expected": "holds",
+                  "paper's evidence (points)": r.paper_detail,
+                  "kdnb's evidence (points, 95 % CI)": r.kdnb_detail or "no transfer matrix", "verdict": r.verdict}
+                 for r in transfer.itertuples(index=False)]
+    text = pd.DataFrame(rows)
+    css = pd.DataFrame("", index=text.index, columns=text.columns)
+    css["verdict"] = text["verdict"].map(VERDICT_CSS).fillna("")
+    return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), wrap=True)
+
+
+def style_protocol(cells: pd.DataFrame) -> Styler:
+    """Runs at the paper's protocol beside the paper (``analysis.against_paper``)."""
+    def hours(s: float) -> str:
+        return "" if pd.isna(s) else f"{s / 3600:.1f} h"
+
+    text = pd.DataFrame({
+        "run": [f"{label(m)} {label(s)}, seed {k}" for m, s, k in zip(cells["method"], cells["student"],
+                                                                       cells["seed"], strict=True)],
+        "state": [("done" if st == "done" else f"in progress: epoch {e} of {n}")
+                  for st, e, n in zip(cells["state"], cells["epoch"], cells["epochs"], strict=True)],
+        "kdnb (%)": [("" if pd.isna(a) else f"{a:.2f}" + ("" if st == "done" else f" at epoch {e}"))
+                     for a, st, e in zip(cells["acc"], cells["state"], cells["epoch"], strict=True)],
+        "paper (%)": [("" if pd.isna(a) else f"{a:.2f} ± {s:.2f}") for a, s in zip(cells["paper_mean"],
+                                                                                    cells["paper_std"], strict=True)],
+        "Δ": [(_signed(d) if st == "done" else "") for d, st in zip(cells["diff"], cells["state"], strict=True)],
+        "within ±2 std": [("" if w is None else "yes" if w else "no") for w in cells["within"]],
+        "wall time": [hours(s) for s in cells["wall_s"]],
+        "machine": cells["machine"],
+    })
+    css = pd.DataFrame("", index=text.index, columns=text.columns)
+    css["within ±2 std"] = text["within ±2 std"].map({"yes": CSS_BETTER, "no": CSS_WORSE}).fillna("")
+    return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"),
+                  "kdnb at the paper's protocol beside the paper's Table III", wrap=True)
+
+
+def style_ablations(abl: pd.DataFrame) -> Styler:
+    """Ablations as paired differences per seed (``kdnb.pages.ablations``)."""
+    def ci(lo: float, hi: float) -> str:
+        return "" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+
+    text = pd.DataFrame({"ablation": abl["ablation"], "question": abl["question"],
+                         "mean of the pair (%)": [("" if pd.isna(a) else f"{a:.2f} vs {b:.2f}")
+                                                  for a, b in zip(abl["a"], abl["b"], strict=True)],
+                         "paired difference (points)": [_signed(m) for m in abl["mean"]],
+                         "95 % CI": [ci(lo, hi) for lo, hi in zip(abl["lo"], abl["hi"], strict=True)],
+                         "seeds": [", ".join(map(str, s)) or "none" for s in abl["seeds"]]})
+    return finish(text.style.hide(axis="index"), "Ablations: paired differences per seed (a − b)", wrap=True)
+
+
+def style_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: Sequence[Any],
+                caption: str = "") -> Styler:
+    """The headline: per method and column, kdnb's gain over the baseline (mean of the paired per-seed
+    differences, 95 % CI; ``analysis.paired_differences``) beside the paper's gain (``analysis.gains`` of
+    its table)."""
+    methods = [m for m in wide(paired, column).index if m != "baseline"]
+    if paired.empty:
+        methods = [m for m in wide(theirs, column).index if m != "baseline"]
+    ours = {v: wide(paired, column, v, methods, columns) for v in ("mean", "lo", "hi", "n")}
+    pg = gains(theirs, column).rename(columns={"gain": "mean"})
+    theirs_w = wide(pg, column, "mean", methods, columns) if not pg.empty else pd.DataFrame(index=methods,
+                                                                                           columns=columns)
+    parts, css = {}, {}
+    for c in columns:
+        def cell(m: str, c: Any = c) -> str:
+            v, lo, hi = ours["mean"].at[m, c], ours["lo"].at[m, c], ours["hi"].at[m, c]
+            return NOT_RUN if pd.isna(v) else f"{v:+.2f}" + ("" if pd.isna(lo) else f" [{lo:+.1f}, {hi:+.1f}]")
+        parts[(c, "kdnb")] = pd.Series([cell(m) for m in methods], index=methods)
+        parts[(c, "paper")] = theirs_w[c].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:+.2f}") \
+            if c in theirs_w else pd.Series(NOT_IN_PAPER, index=methods)
+        css[(c, "kdnb")] = ours["mean"][c].map(_sign_css).where(ours["mean"][c].notna(), CSS_NOT_RUN)
+        css[(c, "paper")] = theirs_w[c].map(_sign_css) if c in theirs_w else pd.Series("", index=methods)
+    text, style = _relabel(pd.DataFrame(parts), column), _relabel(pd.DataFrame(css), column)
+    return finish(text.style.apply(lambda _: style, axis=None), caption)
