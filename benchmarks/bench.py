@@ -227,7 +227,6 @@ def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str 
         with torch.profiler.record_function("data"):
             x, y = next(it)
         train_step(method, stage, 0, opts, x, y, metrics)
-        metrics.steps.clear()  # an epoch's term list, not the bench's whole run
 
     def evaluate_once() -> None:
         evaluate({"student": eval_model}, p.test, cfg.eval_batch(p.device.type), method.autocast, layout(cfg))

@@ -2,7 +2,7 @@
 
 A torchvision-style Dataset over uint8 HWC arrays, PIL RandomCrop(32, pad 4, reflect) + flip + ToTensor in a
 DataLoader, eager fp32, ``.to(device)`` every step, ``loss.item()`` and accuracy ``.item()`` every step.
-Images stay in [0, 1] without standardisation, as in kdnb (DECISIONS.md "input scale"), so both loops see the
+Images stay in [0, 1] without standardisation, as in kdnb (book/protocol.md § Data), so both loops see the
 same inputs. This file is the reference of the speed benchmark (``kdnb.bench``); it is not used for training.
 """
 

@@ -1,6 +1,6 @@
-"""Adversarial attacks: PGD and the transfer matrix (spec part 2 §7), the BSS attack (spec part 1 §4.2–§4.4).
+"""Adversarial attacks: PGD and the transfer matrix (book/protocol.md § Transferability), the BSS attack (§ BSS).
 
-Images are in [0, 1] with no standardisation (DECISIONS.md). Every attack runs its model in eval mode,
+Images are in [0, 1] with no standardisation (book/protocol.md § Data). Every attack runs its model in eval mode,
 restores the previous train/eval mode of every submodule afterwards, and takes gradients with respect
 to the input only (``torch.autograd.grad``), so no parameter ``.grad`` is touched.
 """
@@ -51,7 +51,7 @@ def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch
 
 
 # ---------------------------------------------------------------------------------------------------
-# PGD (spec part 2 §7.1, TRADES semantics)
+# PGD (book/protocol.md § Transferability, TRADES semantics)
 
 
 def pgd(
@@ -100,7 +100,7 @@ def pgd(
 
 
 # ---------------------------------------------------------------------------------------------------
-# Transfer rate and matrix (spec part 2 §7.2)
+# Transfer rate and matrix (book/protocol.md § Transferability)
 
 
 @torch.no_grad()
@@ -139,8 +139,8 @@ def transfer_rate(
     source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, batch_size: int | None = None, **pgd_kwargs
 ) -> float:
     """Percent of PGD examples crafted on ``source`` that fool ``target``, over the test images both
-    classify correctly (spec part 2 §7.2). Crafting on all of x and masking afterwards equals attacking
-    only the jointly-correct images, since every example is attacked independently in eval mode.
+    classify correctly (book/protocol.md § Transferability). Crafting on all of x and masking afterwards equals
+    attacking only the jointly-correct images, since every example is attacked independently in eval mode.
     """
     x_adv = pgd(source, x, y, batch_size=batch_size, **pgd_kwargs)
     source_correct = predict(source, x, batch_size) == y
@@ -300,11 +300,11 @@ def transfer_matrix(
 
 
 # ---------------------------------------------------------------------------------------------------
-# BSS: adversarial samples supporting the decision boundary (spec part 1 §4.2–§4.4)
+# BSS: adversarial samples supporting the decision boundary (book/protocol.md § BSS)
 
 
 def bss_select(t_logits: Tensor, s_logits: Tensor, y: Tensor, attack_size: int = 32) -> Tensor:
-    """Indices of the samples to attack (spec part 1 §4.2), in descending score order.
+    """Indices of the samples to attack (book/protocol.md § BSS), in descending score order.
 
     Candidates are classified correctly by both teacher and student; if more than ``attack_size``
     qualify, keep the ``attack_size`` with the largest Σ_{c≠y} (softmax(t)_c − softmax(s)_c)² (T = 1).
@@ -322,7 +322,7 @@ def bss_targets(t_logits: Tensor, generator: torch.Generator | None = None) -> T
     """One target class per sample among the teacher's non-top-1 classes, P(k) ∝ softmax(t)_k (T = 1).
 
     Inverse-CDF sampling with one uniform per sample over the non-top-1 classes taken in descending
-    probability order, as the official BSS code (spec part 1 §4.3); the draw comes from ``generator``.
+    probability order, as the official BSS code (book/protocol.md § BSS); the draw comes from ``generator``.
     """
     p, order = t_logits.detach().float().softmax(1).sort(dim=1, descending=True)
     rest, classes = p[:, 1:], order[:, 1:]
@@ -341,13 +341,13 @@ def bss_attack(
     lo: float | Tensor = 0.0,
     hi: float | Tensor = 1.0,
 ) -> Tensor:
-    """Move each sample from the teacher's class b = argmax f(x⁰) towards ``target`` (spec part 1 §4.4).
+    """Move each sample from the teacher's class b = argmax f(x⁰) towards ``target`` (book/protocol.md § BSS).
 
     For a fixed number of steps, with active = [argmax f(x^j) = b]:
     x^{j+1} = clamp(x^j + η·active·(z_b − z_k + 1e-4)·g/(‖g‖₂ + 1e-12), lo, hi), g = ∇_x (z_k − z_b).
     A sample stops moving at the first iterate whose arg-max leaves b. All steps run masked, without
     host syncs. η = 0.06 is the official 0.3 in standardised units times a pixel std of about 0.2
-    (DECISIONS.md); lo/hi (floats or broadcastable tensors) are the valid input range, [0, 1] here.
+    (book/protocol.md § BSS); lo/hi (floats or broadcastable tensors) are the valid input range, [0, 1] here.
     The "max eps 16" of the paper's Table I has no effect in the official code and is left out.
     """
     dtype = _work_dtype(x)

@@ -308,27 +308,41 @@ def build_book(profile: str = "mini", train: bool = True, only: list[str] | None
     the notebook and its error line), 2 on bad arguments or when ``root`` is not a kdnb checkout.
     """
     root = Path(root if root is not None else Path.cwd()).resolve()
-    problem = checkout_problem(root, build)
+    pdir = root / "params" / profile
+    problem = checkout_problem(root, build) or _arguments_problem(root, pdir, cell_timeout)
+    if not problem:
+        try:
+            names = select(only)
+        except ValueError as err:
+            problem = str(err)
     if problem:
         _say(f"error: {problem}")
         return 2
-    pdir = root / "params" / profile
-    if not pdir.is_dir():
-        known = sorted(p.name for p in (root / "params").iterdir() if p.is_dir())
-        _say(f"error: no params folder {pdir}; profiles: {', '.join(known)}")
-        return 2
-    if cell_timeout is not None and not (isinstance(cell_timeout, int) and cell_timeout >= 0):
-        _say(f"error: cell timeout {cell_timeout!r} must be a whole number of seconds >= 0 (0: no limit)")
-        return 2
-    try:
-        names = select(only)
-    except ValueError as err:
-        _say(f"error: {err}")
-        return 2
     if cell_timeout is None:
         cell_timeout = None if train and trains(pdir, root) else DEFAULT_CELL_TIMEOUT
-    limit = f"{cell_timeout} s per cell" if cell_timeout else "no time limit per cell"
     executed = root / "build" / "book" / profile
+    failures = _execute_all(names, pdir, executed, train, root, cell_timeout)
+    if failures:
+        _say(f"{len(failures)} of {len(names)} notebooks failed; the book was not built:")
+        for f in failures:
+            _say(f"  {f}")
+        return 1
+    return _build_site(profile, executed, root) if build else 0
+
+
+def _arguments_problem(root: Path, pdir: Path, cell_timeout: int | None) -> str | None:
+    if not pdir.is_dir():
+        known = sorted(p.name for p in (root / "params").iterdir() if p.is_dir())
+        return f"no params folder {pdir}; profiles: {', '.join(known)}"
+    if cell_timeout is not None and not (isinstance(cell_timeout, int) and cell_timeout >= 0):
+        return f"cell timeout {cell_timeout!r} must be a whole number of seconds >= 0 (0: no limit)"
+    return None
+
+
+def _execute_all(names: list[str], pdir: Path, executed: Path, train: bool, root: Path,
+                 cell_timeout: int | None) -> list[str]:
+    """Execute each notebook with its params file; the failures, one line each."""
+    limit = f"{cell_timeout} s per cell" if cell_timeout else "no time limit per cell"
     failures = []
     for name in names:
         params_file = pdir / f"{NOTEBOOKS[name]}.yaml"
@@ -343,21 +357,18 @@ def build_book(profile: str = "mini", train: bool = True, only: list[str] | None
             _say(f"FAILED {err}")
         else:
             _say(f"executed book/{name}.ipynb in {time.perf_counter() - t0:.0f} s -> {executed / name}.ipynb")
-    if failures:
-        _say(f"{len(failures)} of {len(names)} notebooks failed; the book was not built:")
-        for f in failures:
-            _say(f"  {f}")
-        return 1
-    if not build:
-        return 0
-    site = root / "build" / "site"
+    return failures
+
+
+def _build_site(profile: str, executed: Path, root: Path) -> int:
+    """Assemble the executed notebooks with the book's pages and run Jupyter Book on them."""
     try:
-        assemble(profile, executed, site, root)
+        assemble(profile, executed, root / "build" / "site", root)
     except FileNotFoundError as err:
         _say(f"error: {err}")
         return 1
     t0 = time.perf_counter()
-    rc = jupyter_book(site, root)
+    rc = jupyter_book(root / "build" / "site", root)
     if rc:
         _say(f"jupyter-book build failed (exit {rc}); see the warnings above")
         return 1

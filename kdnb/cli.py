@@ -28,8 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kdnb", description="Knowledge Distillation Beyond Model Compression, re-run.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _train_parser(sub.add_parser("train", help="train one run (and its teacher when missing)"))
+    _study_parser(sub.add_parser("study", help="train what a params file's grid lacks in the store"))
+    _book_parser(sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book"))
+    bench = sub.add_parser("bench", help="the kdnb loop against a conventional loop, side by side")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--steps", type=int)
+    bench.add_argument("--pairs", nargs="+")
+    return p
 
-    t = sub.add_parser("train", help="train one run (and its teacher when missing)")
+
+def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("config", nargs="?", help="YAML file with RunConfig fields (flags override it)")
     t.add_argument("--method")
     t.add_argument("--student")
@@ -52,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
 
-    s = sub.add_parser("study", help="train what a params file's grid lacks in the store")
+
+def _study_parser(s: argparse.ArgumentParser) -> None:
     s.add_argument("params", help="params/<profile>/<section>.yaml")
     s.add_argument("--store", help="store directory (overrides the params file)")
     s.add_argument("--device", help="device (overrides the params file)")
@@ -69,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
 
-    b = sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book")
+
+def _book_parser(b: argparse.ArgumentParser) -> None:
     b.add_argument("--profile", default="mini")
     b.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
     b.add_argument("--only", nargs="+", help="execute only these sections")
@@ -78,13 +90,6 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cell-timeout", type=int, metavar="SECONDS",
                    help="stop a notebook whose cell runs longer (0: no limit; default: 1800 when nothing is "
                         "trained, no limit when the build trains)")
-
-    bench = sub.add_parser("bench", help="the kdnb loop against a conventional loop, side by side")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--steps", type=int)
-    bench.add_argument("--pairs", nargs="+")
-    return p
 
 
 def _train(a: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ ICPR 2020 (arXiv:2007.01922). Transcribed from the paper's text:
 
 Names follow kdnb's registries: methods ``baseline, hinton, bss, fitnet, fsp, at, sp, rkd_d,
 rkd_a, rkd_da, one, dml``; models ``resnet8`` ... ``wrn40_2``. On CIFAR-100 the paper's ResNets are
-kdnb's width-4 ResNets (``resnet8x4`` ...), see spec/DECISIONS.md; the paper labels them ResNet-8
+kdnb's width-4 ResNets (``resnet8x4`` ...), see book/protocol.md § Models; the paper labels them ResNet-8
 etc. In ``teachers``, ``noise`` is the label-noise rate sigma (0 for clean labels) and
 ``imbalance`` the power-law exponent gamma (NaN for the balanced data set).
 """

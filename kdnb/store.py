@@ -269,11 +269,12 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "run_id": rec["run_id"], "dataset": data.get("dataset"), "student": cfg.get("student"),
         "teacher": cfg.get("teacher"), "method": cfg.get("method"), "seed": cfg.get("seed"),
         "noise": data.get("noise", 0.0), "imbalance": data.get("imbalance"), "epochs": cfg.get("epochs"),
-        "final_acc": rec.get("final_acc"), "best_acc": rec.get("best_acc"), "wall_s": rec.get("wall_s"),
-        "device": rec.get("device"), "code_version": rec.get("code_version"),
+        "final_acc": rec.get("final_acc"), "best_acc": rec.get("best_acc"), "best_epoch": rec.get("best_epoch"),
+        "wall_s": rec.get("wall_s"), "device": rec.get("device"), "cpu": rec.get("environment", {}).get("cpu"),
+        "precision": cfg.get("precision"), "code_version": rec.get("code_version"),
         "status": rec.get("status"), "kind": rec.get("kind", "run"), "teacher_run": cfg.get("teacher_run"),
         "train_per_class": data.get("train_per_class"), "test_per_class": data.get("test_per_class"),
-        "error": rec.get("error"),
+        "error": rec.get("error"), "class_acc": rec.get("class_acc"),  # per-class test accuracy (%), newer records
     }
     return row
 

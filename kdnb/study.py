@@ -3,7 +3,7 @@
 One params file serves the notebook (papermill injects its keys as variables) and the command
 line (``kdnb study params/<profile>/<section>.yaml``). Teachers are baseline runs of the teacher
 architecture on the same data; they are trained first, and each student uses the teacher seed
-with the highest final test accuracy (paper §III; DECISIONS.md, "teachers").
+with the highest final test accuracy (paper §III; book/protocol.md § Teachers).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Params:
         if student in self.teachers:
             return self.teachers[student]
         family = "wrn" if student.startswith("wrn") else "resnet"
-        suffix = "x4" if student.endswith("x4") else ""  # CIFAR-100 ResNets are width 4 (DECISIONS.md)
+        suffix = "x4" if student.endswith("x4") else ""  # CIFAR-100 ResNets are width 4 (book/protocol.md § Models)
         return DEFAULT_TEACHERS[family] + (suffix if family == "resnet" else "")
 
 

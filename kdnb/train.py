@@ -89,47 +89,65 @@ def build_method(cfg: RunConfig, teacher: nn.Module | None, device: torch.device
 
 
 @torch.no_grad()
-def evaluate(models: dict[str, nn.Module], data: DeviceData, batch_size: int,
-             autocast: contextlib.AbstractContextManager | None = None,
-             memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
-    """Test accuracy (%) of each model; one host synchronisation at the end."""
+def correct_by_class(models: dict[str, nn.Module], data: DeviceData, batch_size: int,
+                     autocast: contextlib.AbstractContextManager | None = None,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, torch.Tensor]:
+    """Correct test predictions of each model per true class (a tensor indexed by class, on the device)."""
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
         m.eval()
-    correct = {k: torch.zeros((), dtype=torch.long, device=data.device) for k in models}
+    correct: dict[str, torch.Tensor] = {}
     for x, y in data.batches(batch_size, shuffle=False):
         x = x.contiguous(memory_format=memory_format)
         with autocast or contextlib.nullcontext():
             for k, m in models.items():
-                correct[k] += (m(x).argmax(1) == y).sum()
+                logits = m(x)
+                hits = torch.bincount(y[logits.argmax(1) == y], minlength=logits.shape[1])
+                correct[k] = correct[k] + hits if k in correct else hits
     for k, m in models.items():
         m.train(modes[k])
-    counts = torch.stack(list(correct.values())).tolist()
-    return {k: 100.0 * c / len(data) for k, c in zip(models, counts, strict=True)}
+    return correct
+
+
+def evaluate(models: dict[str, nn.Module], data: DeviceData, batch_size: int,
+             autocast: contextlib.AbstractContextManager | None = None,
+             memory_format: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
+    """Test accuracy (%) of each model; one host synchronisation at the end."""
+    correct = correct_by_class(models, data, batch_size, autocast, memory_format)
+    counts = torch.stack([c.sum() for c in correct.values()]).tolist()
+    return {k: 100.0 * c / len(data) for k, c in zip(correct, counts, strict=True)}
+
+
+def class_accuracy(model: nn.Module, data: DeviceData, batch_size: int,
+                   autocast: contextlib.AbstractContextManager | None = None,
+                   memory_format: torch.memory_format = torch.contiguous_format) -> list[float]:
+    """Test accuracy (%) of one model on each class, in class-index order (NaN for a class with no
+    test image): the minority classes are what the imbalance study (paper Table VI) is about."""
+    hits = correct_by_class({"m": model}, data, batch_size, autocast, memory_format)["m"]
+    total = torch.bincount(data.y, minlength=len(hits))
+    return [100.0 * h / t if t else math.nan for h, t in zip(hits.tolist(), total.tolist(), strict=True)]
 
 
 class Metrics:
-    """An epoch's sums, kept on the device: the loss of the first model updated, correct predictions
-    (of the logits a step returns), and each named term (summed once, at the end of the epoch)."""
+    """An epoch's running sums, kept on the device: each named term weighted by its batch size, and the
+    correct predictions of the logits a step returns (stage 1 returns none)."""
 
     def __init__(self, device: torch.device):
-        self.loss = torch.zeros((), device=device)
+        self.terms: dict[str, torch.Tensor] = {}
         self.correct = torch.zeros((), dtype=torch.long, device=device)
-        self.steps: list[tuple[int, Terms]] = []
 
     def add(self, terms: Terms, logits: torch.Tensor | None, y: torch.Tensor) -> None:
-        self.loss += objectives(terms)[0].detach().float() * len(y)
-        if logits is not None:  # stages without a classifier output (stage 1) give None
+        for k, v in terms.items():
+            acc = self.terms.setdefault(k, torch.zeros((), device=self.correct.device))
+            acc += v.detach().to(acc.dtype) * len(y)
+        if logits is not None:
             self.correct += (logits.detach().argmax(1) == y).sum()
-        self.steps.append((len(y), {k: v.detach() for k, v in terms.items()}))
 
     def read(self) -> tuple[float, int, dict[str, float]]:
-        """(loss sum, correct, term sums): the epoch's one host synchronisation."""
-        names = list(dict.fromkeys(k for _, t in self.steps for k in t))
-        zero, n = self.loss.new_zeros(()), self.loss.new_tensor([n for n, _ in self.steps])
-        sums = [(torch.stack([t.get(k, zero).to(zero.dtype) for _, t in self.steps]) * n).sum() for k in names]
-        loss, correct, *terms = torch.stack([self.loss, self.correct.to(self.loss.dtype), *sums]).tolist()
-        return loss, int(correct), dict(zip(names, terms, strict=True))
+        """(loss sum of the first model updated, correct, term sums): the epoch's one host synchronisation."""
+        correct, *values = torch.stack([self.correct.to(torch.get_default_dtype()), *self.terms.values()]).tolist()
+        sums = dict(zip(self.terms, values, strict=True))
+        return objectives(sums)[0] if sums else 0.0, int(correct), sums
 
 
 def train_step(method: Method, stage: Stage, epoch: int, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,
@@ -322,9 +340,9 @@ def _epoch(run: _Run, si: int, stage: Stage, optimizers: list[torch.optim.Optimi
         train_step(run.method, stage, epoch, optimizers, x, y, metrics)
     final = si == len(run.stages) - 1  # earlier stages train no classifier: nothing to evaluate
     run.accs = run.evaluate() if final else {}
-    if run.fault is not None and epoch + 1 >= run.fault:
-        metrics.loss.fill_(math.nan)
     loss, correct, terms = metrics.read()
+    if run.fault is not None and epoch + 1 >= run.fault:
+        loss = math.nan
     run.elapsed += time.perf_counter() - t0
     n = len(run.train_data)
     entry = {"stage": stage.name, "epoch": epoch + 1, "lr": stage.lr_at(epoch), "train_loss": loss / n,
@@ -349,9 +367,11 @@ def _finish(run: _Run) -> dict[str, Any]:
     curve = [h["test_acc"] for h in run.history if h.get("stage") == final_stage and h.get("test_acc") is not None]
     deployed = run.method.deployed(run.accs)
     atomic_torch_save({k: v.detach().cpu() for k, v in deployed.state_dict().items()}, store.model_path(cfg.run_id))
+    per_class = class_accuracy(deployed, run.test_data, cfg.eval_batch(run.device.type), run.method.autocast,
+                               layout(cfg))
     record = _record(run, status="done")
     record.update(final_acc=run.method.report(run.accs), best_acc=max(curve), best_epoch=1 + curve.index(max(curve)),
-                  final_accs=run.accs, total_s=time.perf_counter() - run.started)
+                  final_accs=run.accs, class_acc=per_class, total_s=time.perf_counter() - run.started)
     store.write(record)
     store.checkpoint_path(cfg.run_id).unlink(missing_ok=True)
     log.info("run %s (%s %s seed %d): final %.2f%%, best %.2f%%, %.0f s", cfg.run_id, cfg.method, cfg.student,

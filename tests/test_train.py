@@ -140,3 +140,34 @@ def test_evaluation_does_not_depend_on_the_batch_or_the_layout():
         assert model.training  # its mode is restored
     finally:
         torch.set_default_dtype(dtype)
+
+
+def test_class_accuracy_counts_each_true_class():
+    from kdnb.data import DeviceData, Split
+    from kdnb.train import class_accuracy, evaluate
+
+    # four images; the "model" predicts class 0 for all but the last, which it calls class 2
+    images = torch.zeros(4, 32, 32, 3, dtype=torch.uint8)
+    images[3] = 1
+    data = DeviceData(Split(images.numpy(), [0, 0, 1, 2]), "cpu", augment=False)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            out = torch.zeros(len(x), 4)
+            out[:, 0] = 1.0
+            out[x.flatten(1).sum(1) > 0, 2] = 2.0
+            return out
+
+    acc = class_accuracy(Fixed(), data, batch_size=3)  # batches of 3 and 1
+    assert acc[:3] == [100.0, 0.0, 100.0] and acc[3] != acc[3]  # class 3 has no test image: NaN
+    weighted = sum(a * n for a, n in zip(acc[:3], [2, 1, 1], strict=True)) / 4  # by class size
+    assert evaluate({"m": Fixed()}, data, 3)["m"] == 75.0 == weighted
+
+
+def test_a_finished_record_carries_per_class_accuracy(tmp_path):
+    rec = train_run(_cfg(epochs=1), Store(tmp_path), "cpu", progress=False)
+    assert len(rec["class_acc"]) == 10
+    # every class has synthetic_test images, so the run's accuracy is the mean over classes
+    assert rec["final_acc"] == pytest.approx(sum(rec["class_acc"]) / 10)
+    row = store_mod.load(tmp_path).iloc[0]
+    assert row["class_acc"] == rec["class_acc"] and row["precision"] == rec["config"]["precision"]
