@@ -3,10 +3,13 @@
 Frames used here:
 
 - runs: ``kdnb.study.Study.results`` (or ``run``) output, one row per run: run_id, role (teacher or
-  student), method, student, dataset, seed, noise, imbalance, final_acc, best_acc, status,
-  teacher_run, history, and for a teacher ``teaches`` (the seed its students learn from).
+  student), method, student, dataset, seed, noise, imbalance, final_acc, best_acc, status, wall_s,
+  device, teacher_run, history, and for a teacher ``teaches`` (the seed its students learn from); newer
+  records add cpu, precision and class_acc (per-class test accuracy).
 - summary: one row per (cell, method) with ``mean``, ``std`` (sample std, ddof = 1) and ``n`` (seeds);
   ``summarize`` makes it from runs, and the paper's tables (``kdnb.paper``) have the same shape.
+- paired: one row per (cell, method) with the mean, std, n and 95 % interval (lo, hi) of the per-seed
+  method − baseline differences (``paired_differences``).
 - curves: per-epoch history of the runs (``curves``).
 - matrix: a transfer matrix (index = target, columns = source, with a ``mean`` row and column and a
   ``teacher`` column), as ``kdnb.study.Study.transfer`` and ``kdnb.paper.transfer`` give it.
@@ -15,7 +18,7 @@ Frames used here:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,13 +42,34 @@ def label(value: Any) -> str:
     return paper.LABELS.get(value, str(value)) if isinstance(value, str) else str(value)
 
 
+def names(values: Sequence[str]) -> str:
+    """``Hinton, AT``: the paper's names of ``values``, or ``none``."""
+    return ", ".join(label(v) for v in values) if len(values) else "none"
+
+
+def balanced(imbalance: Any) -> bool:
+    """True for the balanced data set (imbalance None or NaN)."""
+    return imbalance is None or (isinstance(imbalance, float) and math.isnan(imbalance))
+
+
+def condition_label(noise: float, imbalance: Any, clean: str = "clean") -> str:
+    """``σ = 0.4``, ``γ = 1``, both, or ``clean`` (Table II's "default configuration"): a run's data condition."""
+    parts = ([f"σ = {noise:g}"] if noise else []) + ([] if balanced(imbalance) else [f"γ = {imbalance:g}"])
+    return " · ".join(parts) or clean
+
+
 def column_label(column: str, value: Any) -> str:
     """Header of a table column: a model name, ``σ = 0.4``, ``γ = 1`` or a data set name."""
     if column == "noise":
         return f"σ = {value:g}"
     if column == "imbalance":
-        return "balanced" if value is None or (isinstance(value, float) and math.isnan(value)) else f"γ = {value:g}"
+        return "balanced" if balanced(value) else f"γ = {value:g}"
     return label(value)
+
+
+def model_order(model: str) -> tuple[int, str]:
+    """Sort key: the paper's models in its order (Table III), then the others by name."""
+    return (paper.STUDENTS.index(model) if model in paper.STUDENTS else len(paper.STUDENTS), model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,24 +152,66 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
+def paired_interval(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample std, n and the 95 % t-interval (lo, hi) of per-seed paired contrasts."""
+    v = pd.Series(values, dtype=float).dropna()
+    n = len(v)
+    mean = float(v.mean()) if n else math.nan
+    std = float(v.std(ddof=1)) if n > 1 else math.nan
+    half = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return dict(mean=mean, std=std, n=n, lo=mean - half, hi=mean + half)
+
+
 def paired_differences(runs: pd.DataFrame, by: Sequence[str] = ("student",),
                        metric: str = "final_acc") -> pd.DataFrame:
     """Method − baseline per seed within each cell (a paired design: a method's run and the baseline's
-    share the seed, hence the initial weights and the batches), then per (by..., method): the mean
-    difference, its sample std, the number of pairs ``n`` and the 95 % t-interval ``lo``, ``hi``."""
-    by = list(by)
-    cols = [*by, "method", "mean", "std", "n", "lo", "hi"]
+    share the seed, hence the initial weights and the batches), then per (by..., method) the
+    ``paired_interval`` of the differences: mean, std, n (pairs), lo, hi."""
+    keys = [*by, "method"]
     st = students(runs)
     if st.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "lo", "hi"])
     base = st[st["method"] == "baseline"][[*by, "seed", metric]].rename(columns={metric: "_base"})
     d = st[st["method"] != "baseline"].merge(base, on=[*by, "seed"], how="inner")
-    d["_diff"] = d[metric] - d["_base"]
-    out = d.groupby([*by, "method"], dropna=False)["_diff"].agg(mean="mean", std=lambda s: s.std(ddof=1),
-                                                                 n="count").reset_index()
-    half = [t975(int(n) - 1) * s / math.sqrt(n) for s, n in zip(out["std"], out["n"], strict=True)]
-    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
-    return out[cols]
+    rows = [{**dict(zip(keys, key, strict=True)), **paired_interval(g[metric] - g["_base"])}
+            for key, g in d.groupby(keys, dropna=False)]
+    return pd.DataFrame(rows, columns=[*keys, "mean", "std", "n", "lo", "hi"])
+
+
+def paired_between(a: pd.DataFrame, b: pd.DataFrame, metric: str = "final_acc") -> dict[str, Any]:
+    """``a − b`` per seed over the finished student runs of two single cells (a paired design when both
+    share the seeds' initial weights and batches): ``paired_interval`` of the differences, with the seeds
+    and the two means ``a``, ``b``."""
+    sa, sb = (students(x).groupby("seed")[metric].mean() if not x.empty else pd.Series(dtype=float) for x in (a, b))
+    d = (sa - sb).dropna()
+    return {**paired_interval(d.to_numpy()), "seeds": [int(s) for s in d.index],
+            "a": float(sa.mean()) if len(sa) else math.nan, "b": float(sb.mean()) if len(sb) else math.nan}
+
+
+# ---------------------------------------------------------------------------------------------
+# Where and how long the runs trained
+
+
+def machine(device: Any, cpu: Any = None) -> str:
+    """A run's machine as its record names it: the GPU (the record's device), or ``CPU`` and its model."""
+    if device and device != "cpu":
+        return str(device)
+    return f"CPU {cpu}" if isinstance(cpu, str) and cpu else "CPU (model not recorded)"
+
+
+def run_costs(runs: pd.DataFrame) -> dict[str, Any]:
+    """Where the finished runs in ``runs`` trained and for how long: n, the runs per machine and per
+    precision (dicts, most first; precision from the records that state it), the total and the median
+    training wall time per run in seconds (``wall_s``; NaN when none records it)."""
+    done = runs[runs["status"] == "done"] if len(runs) else runs
+    cpus = done["cpu"] if "cpu" in done else [None] * len(done)
+    machines = pd.Series([machine(d, c) for d, c in zip(done.get("device", [None] * len(done)), cpus, strict=True)],
+                         dtype=object)
+    precisions = done["precision"].dropna() if "precision" in done else pd.Series(dtype=object)
+    wall = pd.to_numeric(done["wall_s"], errors="coerce").dropna() if "wall_s" in done else pd.Series(dtype=float)
+    return dict(n=len(done), machines=machines.value_counts().to_dict(), precisions=precisions.value_counts().to_dict(),
+                total_s=float(wall.sum()) if len(wall) else math.nan,
+                median_s=float(wall.median()) if len(wall) else math.nan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,17 +229,23 @@ def history(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else ["run_id", "epoch"])
 
 
-def setting_labels(df: pd.DataFrame, dims: Sequence[str] = ("dataset", "student", "noise", "imbalance")) -> pd.Series:
-    """A short label per row from the dimensions that vary in ``df`` (e.g. ``ResNet-8 · σ = 0.4``)."""
-    vary = [d for d in dims if d in df and df[d].astype(str).nunique() > 1]
+def setting_labels(df: pd.DataFrame) -> pd.Series:
+    """A short label per row naming its configuration by what varies in ``df``: data set, architecture and
+    data condition (``ResNet-26 · γ = 1``); the architecture when nothing varies. Balanced and imbalanced
+    runs of the same noise rate get different labels (a NaN imbalance is a value here, not a gap)."""
+    parts = [df[d].map(label) for d in ("dataset", "student") if d in df]
+    if {"noise", "imbalance"} <= set(df.columns):
+        parts.append(pd.Series([condition_label(n, g) for n, g in zip(df["noise"], df["imbalance"], strict=True)],
+                               index=df.index))
+    vary = [p for p in parts if p.nunique(dropna=False) > 1] or parts[1:2] or parts[:1]
     if not vary:
-        vary = [d for d in ("student",) if d in df]
-    return df.apply(lambda r: " · ".join(column_label(d, r[d]) for d in vary), axis=1).astype(str)
+        return pd.Series("", index=df.index, dtype=str)
+    return pd.Series([" · ".join(t) for t in zip(*vary, strict=True)], index=df.index, dtype=str)
 
 
 def curves(runs: pd.DataFrame, hist: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-epoch history of the finished runs in ``runs`` (from ``hist``, else from their own ``history``),
-    final training stage only, with data set, role and a ``setting`` label (the dimensions that vary)."""
+    final training stage only, with data set, role and a ``setting`` label (one per configuration)."""
     cols = ["run_id", "method", "student", "seed", "noise", "imbalance", "epoch", "dataset", "role", "setting"]
     hist = history(runs) if hist is None else hist
     if runs.empty or hist.empty:
@@ -190,23 +262,58 @@ def curves(runs: pd.DataFrame, hist: pd.DataFrame | None = None) -> pd.DataFrame
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-class accuracy under class imbalance (Table VI: the minority classes)
+
+
+def class_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """The per-class final test accuracy (``class_acc``) of the finished students that recorded it: one row
+    per run and class (student, imbalance, method, seed, class, acc). Empty for records that predate it."""
+    cols = ["student", "imbalance", "method", "seed", "class", "acc"]
+    st = students(runs)
+    if st.empty or "class_acc" not in st:
+        return pd.DataFrame(columns=cols)
+    st = st[st["class_acc"].map(lambda v: v is not None and not isinstance(v, (str, float)) and len(v) > 0)]
+    rows = [(s, g, m, seed, c, float(a)) for s, g, m, seed, accs in
+            st[["student", "imbalance", "method", "seed", "class_acc"]].itertuples(index=False)
+            for c, a in enumerate(accs)]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def minority_classes(counts: Sequence[int]) -> list[int]:
+    """The classes whose training count is below the median count: the minority classes that the paper's
+    class-imbalance study (§IV-C, Table VI) hopes a teacher helps a student learn."""
+    median = float(np.median(counts))
+    return [c for c, n in enumerate(counts) if n < median]
+
+
+def class_groups(per_class: pd.DataFrame, counts: Mapping[float, Sequence[int]]) -> pd.DataFrame:
+    """Per (student, imbalance, method, group), group in (minority, majority) of ``minority_classes`` of
+    ``counts[imbalance]`` (training images per class): ``acc``, the group's mean accuracy (mean over seeds),
+    and the ``paired_interval`` (mean, std, n, lo, hi) of its per-seed gain over the baseline of the same
+    seed (NaN for the baseline)."""
+    cols = ["student", "imbalance", "method", "group", "acc", "mean", "std", "n", "lo", "hi"]
+    rows = []
+    for (student, gamma), cell in per_class.groupby(["student", "imbalance"]):
+        minority = set(minority_classes(counts[gamma]))
+        group = np.where(cell["class"].isin(minority), "minority", "majority")
+        acc = cell.assign(group=group).groupby(["group", "seed", "method"])["acc"].mean().unstack("method")
+        for m in [m for m in ORDER if m in acc.columns]:
+            for g in [g for g in ("minority", "majority") if g in acc.index]:
+                gain = acc.loc[g, m] - acc.loc[g, "baseline"] if m != "baseline" and "baseline" in acc else []
+                rows.append(dict(student=student, imbalance=gamma, method=m, group=g, acc=acc.loc[g, m].mean(),
+                                 **paired_interval(gain)))
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------
 # Teachers (Table II)
 
 
-def configuration(noise: float, imbalance: float | None) -> str:
-    """``σ = 0.4``, ``γ = 1`` or ``default``: the data condition of a teacher."""
-    if noise:
-        return f"σ = {noise:g}"
-    if imbalance is not None and not pd.isna(imbalance):
-        return f"γ = {imbalance:g}"
-    return "default"
-
-
 def teacher_table(truns: pd.DataFrame) -> pd.DataFrame:
-    """One row per teacher (data set, architecture, noise, imbalance): the accuracy of the seed that teaches
-    the students (the row marked ``teaches``, chosen by the study; NaN when none is marked) and mean ± std
-    over the teacher seeds."""
-    cols = ["dataset", "teacher", "noise", "imbalance", "acc", "mean", "std", "n", "run_id"]
+    """One row per teacher (data set, architecture, noise, imbalance): the final and best-epoch accuracy of
+    the seed that teaches the students (the row marked ``teaches``, chosen by the study; NaN when none is
+    marked) and mean ± std over the teacher seeds."""
+    cols = ["dataset", "teacher", "noise", "imbalance", "acc", "best", "mean", "std", "n", "run_id"]
     if truns.empty:
         return pd.DataFrame(columns=cols)
     df = truns.assign(imbalance=pd.to_numeric(truns["imbalance"], errors="coerce").astype(float),
@@ -214,8 +321,8 @@ def teacher_table(truns: pd.DataFrame) -> pd.DataFrame:
                       teaches=truns["teaches"].eq(True) if "teaches" in truns else False)
     rows = []
     for key, g in df.groupby(["dataset", "teacher", "noise", "imbalance"], dropna=False, sort=False):
-        used = g[g["teaches"]]
-        rows.append(dict(zip(cols[:4], key, strict=True), acc=used["final_acc"].iloc[0] if len(used) else np.nan,
+        used = g[g["teaches"]].iloc[:1]
+        rows.append(dict(zip(cols[:4], key, strict=True), acc=used["final_acc"].max(), best=used["best_acc"].max(),
                          mean=g["final_acc"].mean(), std=g["final_acc"].std(ddof=1), n=len(g),
                          run_id=used["run_id"].iloc[0] if len(used) else None))
     return pd.DataFrame(rows, columns=cols)
@@ -228,7 +335,7 @@ def teacher_comparison(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame
     b = theirs[key + ["acc"]].rename(columns={"acc": "paper"}).assign(imbalance=theirs["imbalance"].astype(float))
     m = a.merge(b, on=key, how="outer")
     m["diff"] = m["acc"] - m["paper"]
-    m["configuration"] = [configuration(n, g) for n, g in zip(m["noise"], m["imbalance"], strict=True)]
+    m["configuration"] = [condition_label(n, g) for n, g in zip(m["noise"], m["imbalance"], strict=True)]
     return m.sort_values(["dataset", "noise", "imbalance", "teacher"], na_position="first").reset_index(drop=True)
 
 
@@ -313,9 +420,12 @@ def transfer_observations(mat: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["observation", "holds", "detail"])
 
 
-def observations_compared(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
-    """The observations checked on both matrices: observation, paper (holds there), kdnb (holds here), detail."""
-    obs = transfer_observations(theirs)[["observation", "holds"]].rename(columns={"holds": "paper"})
+def observations_compared(ours: pd.DataFrame | None, theirs: pd.DataFrame) -> pd.DataFrame:
+    """The observations checked on both matrices: observation, paper (holds there), paper_detail, kdnb (holds
+    here; None without a matrix) and detail (kdnb's numbers)."""
+    obs = transfer_observations(theirs).rename(columns={"holds": "paper", "detail": "paper_detail"})
+    if ours is None:
+        return obs.assign(kdnb=None, detail="")
     return obs.merge(transfer_observations(ours).rename(columns={"holds": "kdnb"}), on="observation")
 
 
@@ -361,7 +471,6 @@ def _claim(id: str, section: str, claim: str, words: str, terms: list[tuple], ex
     return dict(id=id, section=section, claim=claim, words=words, terms=tuple(terms), expect=expect)
 
 
-RELATIONAL_METHODS = ("sp", "rkd_d", "rkd_a", "rkd_da")
 NOISY, VERY_NOISY, LITTLE_NOISE, IMBALANCED = (_cell(CONDITION, 0.4), _cell(CONDITION, 0.6), _cell(CONDITION, 0.2),
                                                _cell(CONDITION, 0.0, 1.0))
 # One record per finding: the paper's words, a short claim in its terms, the contrast, the expected sign
@@ -389,7 +498,7 @@ CLAIMS: tuple[dict[str, Any], ...] = (
            _gain("at", _cell("wrn16_2")) + _gain("at", _cell("resnet8"), -1.0), ">"),
     _claim("A1-R8", "IV-A1", "Relational methods fall below the baseline on ResNet-8 (mean of SP, RKD-D/A/DA)",
            "for ResNet-8, all the relational distillation methods decrease the performance over the baseline",
-           _gain(RELATIONAL_METHODS, _cell("resnet8")), "<"),
+           _gain(RELATIONAL, _cell("resnet8")), "<"),
     _claim("A3-3", "IV-A3", "Angular relations beat distances (mean of SP, RKD-A − RKD-D)",
            "angular information can capture higher-level structure which aids in a performance gain",
            _versus(("sp", "rkd_a"), "rkd_d", _cell()), ">"),
@@ -476,7 +585,7 @@ def _contrast(terms: Sequence[tuple], table: pd.DataFrame, students_of: dict) ->
                 what = "runs" if none_there or len(methods) > 1 else f"{label(methods[0])} runs"
                 missing.append(f"no {what} on {label(s)} at {_where(noise, imbalance)}")
             elif lack:
-                missing.append(f"{_names_list(lack)} not run on {label(s)} at {_where(noise, imbalance)}")
+                missing.append(f"{names(lack)} not run on {label(s)} at {_where(noise, imbalance)}")
             parts += [table.loc[[k]].iloc[0] for k in keys if k in table.index]
         if parts and not missing:
             term = weight * pd.concat(parts, axis=1).mean(axis=1, skipna=False)
@@ -484,36 +593,25 @@ def _contrast(terms: Sequence[tuple], table: pd.DataFrame, students_of: dict) ->
     return (pd.Series(dtype=float) if total is None else total.dropna()), missing
 
 
-def _names_list(methods: Sequence[str]) -> str:
-    return ", ".join(label(m) for m in methods)
-
-
 def _where(noise: float, imbalance: Any) -> str:
-    if imbalance is not None and not pd.isna(imbalance):
-        return f"γ = {imbalance:g}"
-    return f"σ = {noise:g}" if noise else "clean data"
+    return condition_label(noise, imbalance, clean="clean data")
+
+
+def _cell_keys(df: pd.DataFrame) -> pd.Index:
+    """One (student, noise, imbalance, method) key per row of ``df`` (``_key`` rounding)."""
+    keys = [(*_key(s, n, i), m) for s, n, i, m in zip(df["student"], df["noise"], df["imbalance"], df["method"],
+                                                       strict=True)]
+    return pd.Index(keys, tupleize_cols=False)
 
 
 def _seed_table(runs: pd.DataFrame, metric: str = "final_acc") -> pd.DataFrame:
     st = students(runs)
     if st.empty:
         return pd.DataFrame()
-    keys = [(*_key(s, n, i), m) for s, n, i, m in zip(st["student"], st["noise"], st["imbalance"], st["method"],
-                                                       strict=True)]
-    df = pd.DataFrame({"key": keys, "seed": st["seed"].to_numpy(), "acc": st[metric].to_numpy(dtype=float)})
+    df = pd.DataFrame({"key": _cell_keys(st), "seed": st["seed"].to_numpy(), "acc": st[metric].to_numpy(dtype=float)})
     t = df.pivot_table(index="key", columns="seed", values="acc", aggfunc="mean")
     t.index = pd.Index(t.index, tupleize_cols=False)
     return t
-
-
-def paired_interval(values: Sequence[float]) -> dict[str, float]:
-    """Mean, sample std, n and the 95 % t-interval (lo, hi) of per-seed paired contrasts."""
-    v = pd.Series(values, dtype=float).dropna()
-    n = len(v)
-    mean = float(v.mean()) if n else math.nan
-    std = float(v.std(ddof=1)) if n > 1 else math.nan
-    half = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-    return dict(mean=mean, std=std, n=n, lo=mean - half, hi=mean + half)
 
 
 def claim_verdict(expect: str, lo: float, hi: float, n: int, margin: float = SIMILAR_POINTS) -> str:
@@ -536,12 +634,9 @@ def claim_verdict(expect: str, lo: float, hi: float, n: int, margin: float = SIM
 
 
 def _names_of(students_of: dict, terms: Sequence[tuple]) -> str:
-    used = sorted({s for _, _, c in terms for s in students_of.get(c[0], [c[0]])},
-                  key=lambda s: (ORDER_OF_MODELS.get(s, len(ORDER_OF_MODELS)), s))
-    return ", ".join(label(s) for s in used) or "none"
+    return names(sorted({s for _, _, c in terms for s in students_of.get(c[0], [c[0]])}, key=model_order))
 
 
-ORDER_OF_MODELS = {s: i for i, s in enumerate(paper.STUDENTS)}
 EMPTY_CELLS = pd.DataFrame(columns=["student", "noise", "imbalance"])
 
 
@@ -551,10 +646,7 @@ def claims_table(runs: pd.DataFrame, claims: Sequence[dict[str, Any]] = CLAIMS,
     each with id, section, claim, words, expect, paper (its contrast), paper_on (its models), kdnb (mean
     per-seed contrast), lo, hi, n, kdnb_on, missing (what the profile lacks) and verdict."""
     pm = paper_cells() if paper_means is None else paper_means
-    ptable = pd.DataFrame({"mean": pm["mean"].to_numpy(dtype=float)},
-                          index=pd.Index([(*_key(s, n, i), m) for s, n, i, m in
-                                          zip(pm["student"], pm["noise"], pm["imbalance"], pm["method"], strict=True)],
-                                         tupleize_cols=False))
+    ptable = pd.DataFrame({"mean": pm["mean"].to_numpy(dtype=float)}, index=_cell_keys(pm))
     seeds = _seed_table(runs)
     st = students(runs)
     rows = []
@@ -581,15 +673,9 @@ def transfer_claims(ours: pd.DataFrame | None, theirs: pd.DataFrame | None = Non
     """The paper's observations about Fig. 1 (§IV-D) as claims rows: the verdict is agrees or disagrees as the
     observation holds on kdnb's matrix (one measurement, no interval), not testable without a matrix or a
     method it needs."""
-    theirs = paper.transfer() if theirs is None else theirs
-    base = transfer_observations(theirs)
-    if ours is None:
-        obs = base.assign(kdnb=None, kdnb_detail="")
-    else:
-        mine = transfer_observations(ours).rename(columns={"holds": "kdnb", "detail": "kdnb_detail"})
-        obs = base.merge(mine, on="observation")
+    obs = observations_compared(ours, paper.transfer() if theirs is None else theirs)
     rows = [dict(id=f"D-{i + 1}", section="IV-D", claim=r.observation, words=r.observation, expect="holds",
-                 paper_detail=r.detail, kdnb_detail=r.kdnb_detail,
+                 paper_detail=r.paper_detail, kdnb_detail=r.detail,
                  verdict="not testable" if r.kdnb is None or pd.isna(r.kdnb) else
                  "agrees" if r.kdnb else "disagrees")
             for i, r in enumerate(obs.itertuples(index=False))]
@@ -614,12 +700,3 @@ def against_paper(cells: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFrame
     m["within"] = [bool(abs(d) <= 2 * s) if ok and pd.notna(d) else None
                    for d, s, ok in zip(m["diff"], m["paper_std"], done, strict=True)]
     return m
-
-
-def paired_between(a: pd.DataFrame, b: pd.DataFrame, metric: str = "final_acc") -> dict[str, Any]:
-    """``a − b`` per seed over the finished student runs of two single cells (a paired design when both
-    share the seeds' initial weights and batches): ``paired_interval`` of the differences, with the seeds."""
-    sa, sb = (students(x).groupby("seed")[metric].mean() if not x.empty else pd.Series(dtype=float) for x in (a, b))
-    d = (sa - sb).dropna()
-    return {**paired_interval(d.to_numpy()), "seeds": [int(s) for s in d.index], "a": float(sa.mean()) if len(sa)
-            else math.nan, "b": float(sb.mean()) if len(sb) else math.nan}

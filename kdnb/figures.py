@@ -1,7 +1,10 @@
 """The book's figures (matplotlib and seaborn), from the frames of ``kdnb.analysis``.
 
 Each function returns a matplotlib Figure, already closed so that a notebook shows it once, with
-``display``. Figures are drawn in the book's style (``STYLE``) without touching the global rcParams.
+``display``. Figures are drawn in the book's style (``STYLE``) without touching the global rcParams,
+at most ``WIDTH`` wide so that the page shows them at their own size, with type of at least 9 pt
+(12 px at 96 dpi). Several methods share a figure as small multiples (one panel each), never as a
+dozen overlapping coloured lines.
 """
 
 from __future__ import annotations
@@ -13,17 +16,36 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from kdnb.analysis import METRICS, ORDER, column_label, gains, label, sources_of, students, transfer_difference, wide
+from kdnb.analysis import (
+    METRICS,
+    ORDER,
+    column_label,
+    gains,
+    label,
+    model_order,
+    sources_of,
+    students,
+    transfer_difference,
+)
 
-STYLE = {"figure.dpi": 96, "axes.titlesize": 10}
+# The book's output column is 676 px wide, 7.04 in at 96 dpi: a wider figure would be shrunk, and its type
+# with it. 6.8 in leaves room for the few pixels that bbox_inches="tight" adds.
+WIDTH = 6.8
+STYLE = {"figure.dpi": 96, "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 10, "axes.spines.top": False,
+         "axes.spines.right": False}
 PALETTE = dict(zip(ORDER, sns.color_palette("tab20", 20)[::2] + sns.color_palette("tab20", 20)[1::2][:2],
                    strict=False))
+SETTING_COLORS = sns.color_palette("tab10", 10)
 KDNB_PAPER = ["#4c72b0", "#bbbbbb"]  # kdnb beside the paper
+BASELINE = dict(color="#8c8c8c", lw=1.1, ls="--", alpha=0.8)  # the faint reference line in every panel
 
 
 def styled(draw: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
@@ -39,13 +61,44 @@ def styled(draw: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
     return wrapper
 
 
-def _method_palette() -> dict[str, Any]:
-    return {label(m): PALETTE[m] for m in ORDER}
+def _grid(n: int, ncol: int, panel_h: float, **kw: Any) -> tuple[Figure, np.ndarray]:
+    """A figure ``WIDTH`` wide of ``n`` panels in rows of ``ncol``; the unused panels hidden, and the x tick
+    labels under the lowest panel of each column (above a hidden one too)."""
+    ncol = max(min(n, ncol), 1)
+    nrow = math.ceil(max(n, 1) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, panel_h * nrow + 0.7), squeeze=False, layout="constrained",
+                             **kw)
+    for i, ax in enumerate(axes.flat):
+        ax.set_visible(i < max(n, 1))
+        ax.tick_params(labelbottom=i + ncol >= n)
+    return fig, axes
 
 
-def _legend_outside(ax: Axes, anchor: tuple[float, float] = (1.0, 1.0), **kw: Any) -> None:
-    if ax.get_legend() is not None:
-        sns.move_legend(ax, "upper left", bbox_to_anchor=anchor, frameon=False, **{"title": None, **kw})
+def _lowest(axes: np.ndarray, n: int) -> list[Axes]:
+    """The lowest shown panel of each column of a ``_grid`` of ``n`` panels."""
+    return [axes.flat[max(i for i in range(n) if i % axes.shape[1] == j)] for j in range(min(n, axes.shape[1]))]
+
+
+def _scales_differ(values: pd.Series, by: pd.Series) -> bool:
+    """True when one panel's largest value is over twice another's: sharing an axis would flatten the small
+    ones (BSS's training loss, about 13, against the others' 1-2)."""
+    top = values.abs().groupby(by).max().dropna()
+    return len(top) > 1 and bool(top.max() > 2 * top.min())
+
+
+def _legend_on_top(fig: Figure, handles: list[Any], title: str = "") -> None:
+    """The figure's legend above its panels, under its title (one block: a separate suptitle would overlap)."""
+    if handles:
+        fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 4), frameon=False,
+                   title=title or None, title_fontproperties={"size": STYLE["figure.titlesize"]})
+    elif title:
+        fig.suptitle(title)
+
+
+def _columns(values: Any, column: str) -> list[Any]:
+    """The distinct values of a table column in the paper's order (models) or ascending (σ, γ)."""
+    vals = pd.Series(list(values)).dropna().unique().tolist()
+    return sorted(vals, key=model_order) if column == "student" else sorted(vals)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,53 +106,54 @@ def _legend_outside(ax: Axes, anchor: tuple[float, float] = (1.0, 1.0), **kw: An
 
 
 @styled
-def plot_gains(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "") -> Figure:
-    """Gain over the baseline per method, kdnb beside the paper, one panel per column of ours."""
-    cols = list(wide(ours, column).columns)
-    g = pd.concat([gains(ours, column).assign(source="kdnb"),
-                   gains(theirs[theirs[column].isin(cols)], column).assign(source="paper")], ignore_index=True)
-    n = max(len(cols), 1)
-    fig, axes = plt.subplots(1, n, figsize=(min(5.5 * n, 16), 3.4), squeeze=False, sharey=True)
-    order = [label(m) for m in ORDER if m != "baseline" and m in set(g["method"])]
-    for ax, c in zip(axes[0], cols or [None], strict=False):
-        d = g[g[column] == c].assign(method=lambda x: x["method"].map(label))
-        if len(d):
-            sns.barplot(data=d, x="method", y="gain", hue="source", order=order, hue_order=["kdnb", "paper"],
-                        palette=KDNB_PAPER, ax=ax)
+def plot_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "") -> Figure:
+    """Gain over the baseline per method, one panel per column value of ``paired``
+    (``analysis.paired_differences``): kdnb's mean paired per-seed difference with its 95 % interval, beside
+    the paper's gain (``analysis.gains`` of its table; no interval, its tables give no per-seed values).
+    The y-axis is cut at 1.6 times the largest bar plus a point, so that the wide intervals of two seeds do
+    not flatten the bars: a whisker that leaves the panel reaches beyond it."""
+    cols = _columns(paired[column], column) if len(paired) else []
+    pg = gains(theirs, column)
+    methods = [m for m in ORDER if m != "baseline" and m in set(paired.get("method", [])) | set(pg["method"])]
+    fig, axes = _grid(len(cols), 1, 2.3, sharey=True)
+    x = np.arange(len(methods))
+    reach = 1.0
+    for ax, c in zip(axes[:, 0], cols, strict=False):
+        ours = paired[paired[column] == c].set_index("method").reindex(methods)
+        theirs_gain = pg[pg[column] == c].set_index("method")["gain"].reindex(methods)
+        ax.bar(x - 0.2, ours["mean"], 0.4, color=KDNB_PAPER[0], label="kdnb, 95 % CI over seeds")
+        ax.errorbar(x - 0.2, ours["mean"], yerr=[ours["mean"] - ours["lo"], ours["hi"] - ours["mean"]], fmt="none",
+                    ecolor="#222", elinewidth=1, capsize=2)
+        ax.bar(x + 0.2, theirs_gain, 0.4, color=KDNB_PAPER[1], label="paper")
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(column_label(column, c) if c is not None else "no runs")
-        ax.set_xlabel("")
-        ax.set_ylabel("gain over baseline (points)")
-        ax.tick_params(axis="x", rotation=60)
-        if ax.get_legend() is not None and ax is not axes[0][0]:
-            ax.get_legend().remove()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        ax.set_title(f"{column_label(column, c)}: gain in final-epoch accuracy over the baseline")
+        ax.set_ylabel("points")
+        ax.set_xticks(x, [label(m) for m in methods], rotation=45, ha="right", rotation_mode="anchor")
+        reach = max(reach, np.nanmax(np.abs([*ours["mean"], *theirs_gain, 0])) * 1.6 + 1)
+    axes[0, 0].set_ylim(-reach, reach)
+    _legend_on_top(fig, axes[0, 0].get_legend_handles_labels()[0] if cols else [], title)
     return fig
 
 
 @styled
 def plot_vs_condition(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "") -> Figure:
-    """Accuracy against the noise rate or imbalance ratio per method: kdnb (mean ± sd over seeds) and the paper."""
-    df = students(runs).dropna(subset=[column]).assign(label=lambda d: d["method"].map(label))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    hue_order = [label(m) for m in ORDER if m in set(df["method"]) | set(theirs["method"])]
-    if len(df):
-        sns.lineplot(data=df, x=column, y="final_acc", hue="label", hue_order=hue_order, palette=_method_palette(),
-                     errorbar="sd", marker="o", ax=axes[0])
-    p = theirs.assign(label=lambda d: d["method"].map(label))
-    sns.lineplot(data=p, x=column, y="mean", hue="label", hue_order=hue_order, palette=_method_palette(),
-                 marker="o", ax=axes[1], legend=False)
-    sym = "σ (noise rate)" if column == "noise" else "γ (imbalance ratio)"
-    for ax, t in zip(axes, ("kdnb", "paper"), strict=True):
-        ax.set_title(t)
-        ax.set_xlabel(sym)
-        ax.set_ylabel("final test accuracy (%)")
-    _legend_outside(axes[0], (2.25, 1.0), title="method")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    """Final-epoch accuracy against the noise rate or imbalance ratio, one panel per method: kdnb (mean ± sd
+    over seeds) and the paper (dashed), on one y-scale so that the slopes compare."""
+    df = students(runs).dropna(subset=[column])
+    methods = [m for m in ORDER if m in set(df["method"]) | set(theirs["method"])]
+    fig, axes = _grid(len(methods), 4, 1.5, sharex=True, sharey=True)
+    for ax, m in zip(axes.flat, methods, strict=False):
+        s = df[df["method"] == m].groupby(column)["final_acc"].agg(["mean", "std"])
+        p = theirs[theirs["method"] == m].sort_values(column)
+        ax.plot(p[column], p["mean"], "--", marker="s", ms=3, color="#999999", label="paper")
+        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, color=KDNB_PAPER[0], capsize=2,
+                    label="kdnb, mean ± sd over seeds")
+        ax.set_title(label(m))
+    for ax in _lowest(axes, len(methods)):
+        ax.set_xlabel("σ (noise rate)" if column == "noise" else "γ (imbalance ratio)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
+    _legend_on_top(fig, axes.flat[0].get_legend_handles_labels()[0], title)
     return fig
 
 
@@ -107,76 +161,133 @@ def plot_vs_condition(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, tit
 # Learning curves
 
 
+def _setting_colors(cur: pd.DataFrame) -> dict[str, Any]:
+    settings = sorted(cur["setting"].unique()) if len(cur) else []
+    return {s: SETTING_COLORS[i % len(SETTING_COLORS)] for i, s in enumerate(settings)}
+
+
+def _draw_curves(ax: Axes, part: pd.DataFrame, metric: str, colors: dict[str, Any], faint: bool = False) -> None:
+    """One line per setting of ``part``: the mean over its seeds, with a ± sd band where it has two or more;
+    ``faint``: the dashed reference, without a band, grey or (several settings) in its setting's colour."""
+    for setting, g in part.groupby("setting"):
+        s = g.groupby("epoch")[metric].agg(["mean", "std"])
+        if faint:
+            ax.plot(s.index, s["mean"], **{**BASELINE, **({"color": colors[setting]} if len(colors) > 1 else {})})
+            continue
+        ax.plot(s.index, s["mean"], color=colors[setting], lw=1.5)
+        if s["std"].notna().any():
+            ax.fill_between(s.index, s["mean"] - s["std"], s["mean"] + s["std"], color=colors[setting], alpha=0.2,
+                            lw=0)
+
+
+def _curve_legend(colors: dict[str, Any], reference: bool) -> list[Any]:
+    handles = [Line2D([], [], color=c, lw=1.5, label=s) for s, c in colors.items()] if len(colors) > 1 else []
+    name = "baseline (dashed, in its setting's colour)" if handles else "baseline, for reference"
+    return handles + ([Line2D([], [], **BASELINE, label=name)] if reference else [])
+
+
+def _panels(cur: pd.DataFrame, by: str) -> list[str]:
+    """The panels of ``plot_curves``: the methods but the baseline (drawn in each), or the settings."""
+    values = set(cur[by]) if len(cur) else set()
+    if by != "method":
+        return sorted(values)
+    return [m for m in ORDER if m in values and m != "baseline"] or [m for m in ("baseline",) if m in values]
+
+
 @styled
-def plot_curves(cur: pd.DataFrame, metric: str = "test_acc", hue: str = "method", title: str = "") -> Figure:
-    """Learning curves: ``metric`` per epoch, mean ± sd over seeds, one line per ``hue`` value, one panel per
-    setting."""
-    settings = sorted(cur["setting"].unique()) if len(cur) else [""]
-    n = len(settings)
-    ncol = min(n, 3)
-    fig, axes = plt.subplots(math.ceil(n / ncol), ncol, figsize=(5.2 * ncol, 3.4 * math.ceil(n / ncol)),
-                             squeeze=False)
-    by_method = hue == "method"
-    d = cur.assign(label=cur[hue].map(label) if by_method else cur[hue])
-    order = [label(m) for m in ORDER if m in set(cur.get("method", []))] if by_method else None
-    for i, (ax, s) in enumerate(zip(axes.flat, settings, strict=False)):
-        part = d[d["setting"] == s]
-        if len(part):
-            sns.lineplot(data=part, x="epoch", y=metric, hue="label", hue_order=order,
-                         palette=_method_palette() if by_method else None, errorbar="sd", ax=ax, legend=i == 0)
-        ax.set_title(s)
-        ax.set_ylabel(METRICS.get(metric, metric))
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    _legend_outside(axes[0][0])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+def plot_curves(cur: pd.DataFrame, metric: str = "test_acc", by: str = "method", title: str = "") -> Figure:
+    """Learning curves as small multiples: ``metric`` per epoch, one panel per method (``by="method"``; the
+    baseline's curve, faint and dashed, in every other method's panel for reference, and no panel of its
+    own) or per setting (``by="setting"``: one configuration each, e.g. a teacher); in a panel one line per
+    setting, the mean over seeds with a ± sd band where there are two or more seeds."""
+    panels = _panels(cur, by)
+    shown = cur[cur[by].isin(panels)] if len(cur) else cur
+    share = not len(shown) or not _scales_differ(shown[metric], shown[by])
+    fig, axes = _grid(len(panels), 4 if len(panels) > 3 else len(panels), 1.55, sharex=True, sharey=share)
+    colors = _setting_colors(cur) if by == "method" else {s: SETTING_COLORS[0] for s in panels}
+    reference = cur[cur["method"] == "baseline"] if by == "method" and len(panels) > 1 else cur.iloc[:0]
+    for ax, p in zip(axes.flat, panels, strict=False):
+        _draw_curves(ax, reference, metric, colors, faint=True)
+        _draw_curves(ax, cur[cur[by] == p], metric, colors)
+        ax.set_title(label(p) if by == "method" else p)
+    for ax in _lowest(axes, len(panels)):
+        ax.set_xlabel("epoch")
+    axes[0, 0].set_ylabel(METRICS.get(metric, metric))
+    _legend_on_top(fig, _curve_legend(colors, len(reference) > 0) if by == "method" else [], title)
     return fig
 
 
 @styled
 def curves_grid(cur: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> Figure:
     """Static small multiples covering every choice of the explorer: one row per method, one column per
-    metric, one line per setting (data set, student, condition), mean ± sd over seeds."""
+    metric, one line per setting (data set, student, condition; mean ± sd over seeds), the baseline faint in
+    every other row. A column shares its y-scale unless one method's values dwarf another's."""
     methods = [m for m in ORDER if m in set(cur["method"])] if len(cur) else []
-    nrow, ncol = max(len(methods), 1), len(metrics)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.5 * ncol + 1.8, 1.45 * nrow + 0.5), squeeze=False,
-                             sharex=True, sharey="col")
-    hue_order = sorted(cur["setting"].unique()) if len(cur) else []
-    for i, m in enumerate(methods):
-        part = cur[cur["method"] == m]
-        for j, metric in enumerate(metrics):
+    metrics = [m for m in metrics if m in cur and cur[m].notna().any()] or list(metrics)[:1]
+    fig, axes = plt.subplots(max(len(methods), 1), len(metrics), figsize=(WIDTH, 1.15 * max(len(methods), 1) + 0.9),
+                             squeeze=False, sharex=True, layout="constrained")
+    colors = _setting_colors(cur)
+    base = cur[cur["method"] == "baseline"] if len(cur) else cur
+    for j, metric in enumerate(metrics):
+        share = not len(cur) or not _scales_differ(cur[metric], cur["method"])
+        for i, m in enumerate(methods):
             ax = axes[i][j]
-            if metric in part and part[metric].notna().any():
-                sns.lineplot(data=part, x="epoch", y=metric, hue="setting", hue_order=hue_order, errorbar="sd",
-                             ax=ax, legend=(i == 0 and j == ncol - 1))
+            if share and i:
+                ax.sharey(axes[0][j])
+            if m != "baseline":
+                _draw_curves(ax, base, metric, colors, faint=True)
+            _draw_curves(ax, cur[cur["method"] == m], metric, colors)
             ax.set_ylabel(label(m) if j == 0 else "")
-            ax.set_title(METRICS.get(metric, metric) if i == 0 else "", fontsize=9)
-    if methods:
-        _legend_outside(axes[0][ncol - 1], (1.02, 1.0))
-    fig.tight_layout()
+        axes[0][j].set_title(METRICS.get(metric, metric))
+        axes[-1][j].set_xlabel("epoch")
+    _legend_on_top(fig, _curve_legend(colors, len(methods) > 1 and len(base) > 0))
     return fig
 
 
 @styled
 def plot_seed_curves(sel: pd.DataFrame, method: str, metric: str, title: str) -> Figure:
-    """The explorer's view: ``metric`` per epoch of every seed of ``method`` in ``sel``, the baseline dashed."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    """The explorer's view: ``metric`` per epoch of every run of ``method`` in ``sel``, the baseline dashed;
+    one line per run (a seed, and its setting where ``sel`` holds several)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2), layout="constrained")
+    several = sel["setting"].nunique() > 1 if "setting" in sel else False
     for m, style in ((method, "-"), ("baseline", "--")):
-        for k, (seed, g) in enumerate(sel[sel["method"] == m].groupby("seed")):
+        for k, (_, g) in enumerate(sel[sel["method"] == m].groupby("run_id", sort=False)):
+            name = f"{label(m)} seed {g['seed'].iloc[0]}" + (f" · {g['setting'].iloc[0]}" if several else "")
             ax.plot(g["epoch"], g[metric], style, color=PALETTE.get(m, "grey") if m == method else "grey",
-                    alpha=max(1.0 - 0.2 * k, 0.3), marker="o", ms=3, label=f"{label(m)} seed {seed}")
+                    alpha=max(1.0 - 0.2 * k, 0.3), marker="o", ms=3, label=name)
         if method == "baseline":
             break
     ax.set_xlabel("epoch")
     ax.set_ylabel(METRICS.get(metric, metric))
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.legend(frameon=False, loc="best")
     else:
         ax.text(0.5, 0.5, "no runs for this choice", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-class accuracy under imbalance (Table VI)
+
+
+@styled
+def plot_class_gains(groups: pd.DataFrame, title: str = "") -> Figure:
+    """Gain over the baseline on the minority and the majority classes, per method
+    (``analysis.class_groups`` of one cell): the mean paired per-seed gain and its 95 % interval."""
+    g = groups[groups["method"] != "baseline"]
+    methods = [m for m in ORDER if m in set(g["method"])][::-1]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.3 * len(methods) + 1.3), layout="constrained")
+    for k, (group, color) in enumerate((("minority", "#c0392b"), ("majority", "#7f8c8d"))):
+        d = g[g["group"] == group].set_index("method").reindex(methods)
+        y = np.arange(len(methods)) + (0.15 if k == 0 else -0.15)
+        ax.errorbar(d["mean"], y, xerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], fmt="o", color=color, capsize=2,
+                    label=f"{group} classes")
+    ax.axvline(0, color="#333", lw=0.8)
+    ax.set_yticks(range(len(methods)), [label(m) for m in methods])
+    ax.set_xlabel("gain in final-epoch accuracy over the baseline (points; mean, 95 % CI over seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    _legend_on_top(fig, ax.get_legend_handles_labels()[0], title)
     return fig
 
 
@@ -186,18 +297,18 @@ def plot_seed_curves(sel: pd.DataFrame, method: str, metric: str, title: str) ->
 
 @styled
 def plot_teachers(cmp: pd.DataFrame) -> Figure:
-    """Teacher accuracy per configuration: kdnb (the seed used) beside the paper."""
+    """Teacher accuracy per configuration: kdnb (the seed used, final epoch) beside the paper."""
     d = cmp.assign(row=[f"{label(a)} {label(b)} {c}" for a, b, c in
                         zip(cmp["dataset"], cmp["teacher"], cmp["configuration"], strict=True)])
     long = pd.concat([d.assign(source="kdnb", value=d["acc"]), d.assign(source="paper", value=d["paper"])])
     long = long.dropna(subset=["value"])
-    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(d), 2) + 1.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.28 * max(len(d), 2) + 1.0), layout="constrained")
     if len(long):
         sns.barplot(data=long, y="row", x="value", hue="source", hue_order=["kdnb", "paper"],
                     palette=KDNB_PAPER, order=list(d["row"]), ax=ax)
-    ax.set_xlabel("test accuracy (%)")
+        sns.move_legend(ax, "lower right", title=None, frameon=True)
+    ax.set_xlabel("final-epoch test accuracy (%)")
     ax.set_ylabel("")
-    fig.tight_layout()
     return fig
 
 
@@ -207,21 +318,26 @@ def plot_teachers(cmp: pd.DataFrame) -> Figure:
 
 @styled
 def plot_transfer(ours: pd.DataFrame, theirs: pd.DataFrame, name: str = "kdnb") -> Figure:
-    """Heatmaps, one above the other (rows: target, columns: source): ours (titled ``name``), the paper's,
-    and the difference ours − paper."""
+    """Heatmaps, one above the other (rows: target, columns: source, with the mean and Teacher columns): ours
+    (titled ``name``), the paper's, and the difference ours − paper."""
     panels = [(name, ours, False), ("paper", theirs, False),
               ("difference (kdnb − paper)", transfer_difference(ours, theirs), True)]
-    size = max(max(len(m.columns) for _, m, _ in panels), 4)
-    fig, axes = plt.subplots(3, 1, figsize=(0.55 * size + 1.6, (0.42 * size + 1.3) * 3), squeeze=False)
+    rows = max(max(len(m.index) for _, m, _ in panels), 3)
+    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, (0.24 * rows + 1.1) * 3), squeeze=False, layout="constrained")
     for ax, (title, m, is_diff) in zip(axes[:, 0], panels, strict=True):
-        d = m.rename(index=label, columns=label)
-        sns.heatmap(d, annot=True, fmt=".0f", cmap="RdBu_r" if is_diff else "Reds", center=0 if is_diff else None,
-                    vmin=None if is_diff else 0, vmax=None if is_diff else 100, cbar=False, ax=ax,
-                    annot_kws={"fontsize": 8}, linewidths=0.3, linecolor="white")
+        sns.heatmap(m.rename(index=label, columns=label), annot=True, fmt=".0f", cmap="RdBu_r" if is_diff else "Reds",
+                    center=0 if is_diff else None, vmin=None if is_diff else 0, vmax=None if is_diff else 100,
+                    cbar=False, ax=ax, annot_kws={"fontsize": 9}, linewidths=0.3, linecolor="white")
+        for k, c in enumerate(m.columns):  # rules before the summaries (mean, Teacher), as in the table
+            if c in ("mean", "teacher"):
+                ax.axvline(k, color="#333", lw=1.5)
+                break
+        if "mean" in m.index:
+            ax.axhline(list(m.index).index("mean"), color="#333", lw=1.5)
         ax.set_title(title)
         ax.set_xlabel("source (examples crafted on)")
         ax.set_ylabel("target (attacked)")
-    fig.tight_layout()
+        ax.tick_params(axis="x", rotation=45)
     return fig
 
 
@@ -232,18 +348,19 @@ def _transfer_bars(long: pd.DataFrame, source: str, ax: Axes) -> None:
         sns.barplot(data=d, x="target", y="rate", hue="result", order=order, palette=["#c0392b", "#bbbbbb"],
                     hue_order=[r for r in ("kdnb", "paper") if r in set(long["result"])], ax=ax)
     ax.set_ylim(0, 100)
-    ax.set_title(f"examples crafted on {label(source)}")
-    ax.set_xlabel("target")
+    ax.set_title(f"crafted on {label(source)}")
+    ax.set_xlabel("")
     ax.set_ylabel("success rate (%)")
-    ax.tick_params(axis="x", rotation=60)
+    ax.tick_params(axis="x", rotation=90)
 
 
 @styled
 def plot_transfer_bars(long: pd.DataFrame, source: str) -> Figure:
     """Transfer rate of the examples crafted on ``source`` to every target, one bar per matrix."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.0), layout="constrained")
     _transfer_bars(long, source, ax)
-    fig.tight_layout()
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper right", title=None, frameon=True)
     return fig
 
 
@@ -251,16 +368,14 @@ def plot_transfer_bars(long: pd.DataFrame, source: str) -> Figure:
 def transfer_grid(long: pd.DataFrame) -> Figure:
     """Static small multiples of the transfer explorer: one panel per source model."""
     sources = sources_of(long) or ["teacher"]
-    ncol = min(3, len(sources))
-    nrow = math.ceil(len(sources) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.3 * nrow), squeeze=False)
-    for i, (ax, s) in enumerate(zip(axes.flat, sources, strict=False)):
+    fig, axes = _grid(len(sources), 3, 2.0, sharex=True, sharey=True)
+    for ax, s in zip(axes.flat, sources, strict=False):
         _transfer_bars(long, s, ax)
-        if i and ax.get_legend() is not None:
+        if ax.get_legend() is not None:
             ax.get_legend().remove()
-    for ax in list(axes.flat)[len(sources):]:
-        ax.set_visible(False)
-    fig.tight_layout()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, label=r) for r, c in (("kdnb", "#c0392b"), ("paper", "#bbbbbb"))
+               if r in set(long["result"])]
+    _legend_on_top(fig, handles)
     return fig
 
 
@@ -278,18 +393,20 @@ def plot_claims(claims: pd.DataFrame) -> Figure | None:
     c = claims[claims["n"] > 0].iloc[::-1]
     if c.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(c) + 1.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.3 * len(c) + 1.3), layout="constrained")
     y = range(len(c))
     for yi, r in zip(y, c.itertuples(index=False), strict=True):
-        color = VERDICT_COLORS[r.verdict]
         ax.errorbar(r.kdnb, yi, xerr=[[r.kdnb - r.lo], [r.hi - r.kdnb]] if not pd.isna(r.lo) else None, fmt="o",
-                    color=color, capsize=2, lw=1.2)
+                    color=VERDICT_COLORS[r.verdict], capsize=2, lw=1.2)
         ax.plot(r.paper, yi, "D", color=KDNB_PAPER[1], markeredgecolor="#555", ms=5, zorder=3)
     reach = max(c["kdnb"].abs().max(), c["paper"].abs().max()) * 1.6 + 1
     ax.set_xlim(-reach, reach)
     ax.axvline(0, color="#333", lw=0.8)
     ax.set_yticks(list(y), [f"{i}" for i in c["id"]])
-    ax.set_xlabel("contrast (points): kdnb, mean and 95 % CI over seeds (dot, coloured by verdict); paper (diamond)")
+    ax.set_xlabel("contrast (points)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    handles = [Line2D([], [], marker="o", ls="", color=col, label=f"kdnb: {v}") for v, col in VERDICT_COLORS.items()
+               if v in set(c["verdict"])]
+    handles.append(Line2D([], [], marker="D", ls="", color=KDNB_PAPER[1], markeredgecolor="#555", label="paper"))
+    _legend_on_top(fig, handles, "kdnb: mean and 95 % CI over seeds, coloured by verdict; paper: its means")
     return fig

@@ -1,12 +1,14 @@
-"""What a page of the book says: its parameters, the profile banner, what it ran, the prose that reads
-its numbers, and the blocks of tables that the results pages share. The numbers come from
-``kdnb.analysis``, the styling from ``kdnb.tables``; nothing here draws a figure.
+"""What a page of the book says: its parameters, the profile banner with the build's headline numbers,
+what it ran and on which machines, the prose that reads its numbers, and the blocks of tables that the
+results pages share. The numbers come from ``kdnb.analysis``, the styling from ``kdnb.tables``; nothing
+here draws a figure.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,16 +19,53 @@ import yaml
 from IPython.display import HTML, Markdown
 
 from kdnb import paper, tables
-from kdnb.analysis import ORDER, column_label, gains, label, paper_summary, ranked, students, wide
+from kdnb import store as store_mod
+from kdnb.analysis import (
+    ORDER,
+    SIMILAR_POINTS,
+    against_paper,
+    balanced,
+    claims_table,
+    class_groups,
+    column_label,
+    condition_label,
+    gains,
+    label,
+    minority_classes,
+    model_order,
+    names,
+    paired_between,
+    paired_differences,
+    paper_summary,
+    ranked,
+    run_costs,
+    students,
+    summarize,
+    t975,
+    transfer_claims,
+    verdict_counts,
+    wide,
+)
+from kdnb.data import NUM_CLASSES, imbalance_counts
 from kdnb.methods import METHODS
-from kdnb.study import Params, teacher_grids, transfer_path
+from kdnb.study import (
+    Params,
+    Study,
+    teacher_grids,
+    transfer_key,
+    transfer_path,
+    transfer_settings,
+    transfer_sources,
+)
+from kdnb.tables import duration
 
 PARAM_KEYS = tuple(f.name for f in dataclasses.fields(Params))
 TEACHER_SECTIONS = ("generalization", "label_noise", "imbalance", "transferability")  # every section with students
+CLAIM_SECTIONS = ("generalization", "label_noise", "imbalance")  # the sections whose runs the claims read
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameters, banner, setting
+# Parameters
 
 
 def params_from(ns: Mapping[str, Any]) -> tuple[Params, list[str]]:
@@ -63,6 +102,9 @@ def section_files(params_dir: str | Path, section: str, companions_only: bool = 
     return main + sorted(d.glob(f"{section}_*.yaml"))
 
 
+# ---------------------------------------------------------------------------------------------
+# The banner and the build's headline numbers
+
 BANNERS = {
     "smoke": "Smoke profile: the numbers on this page are not results. It was executed with the <code>smoke</code> "
              "parameters (tiny synthetic data, one or two epochs) to test the code; this is not the paper's "
@@ -73,88 +115,164 @@ BANNERS = {
 }
 
 
-def banner(profile: str) -> str:
-    """The warning shown on every page of a book not built with the paper profile ('' for paper)."""
+def banner(profile: str, headline: str = "") -> str:
+    """The box at the top of a page: outside the paper profile a warning that the numbers are not the paper's
+    protocol, and the build's ``headline`` numbers (``headline``) where given; '' for the paper profile
+    without a headline."""
     if profile == "paper":
-        return ""
+        return f'<div class="kdnb-headline">{headline}</div>' if headline else ""
     text = BANNERS.get(profile, f"Profile <code>{profile}</code>: not the paper's protocol; compare trends, "
                                 "not values.")
-    return f'<div class="kdnb-banner">{text}</div>'
+    return f'<div class="kdnb-banner">{text}' + (f"<br>{headline}" if headline else "") + "</div>"
 
 
-def banner_html(profile: str) -> HTML:
+def banner_html(profile: str, headline: str = "") -> HTML:
     """``banner`` for a notebook's ``display``."""
-    return HTML(banner(profile))
+    return HTML(banner(profile, headline))
+
+
+def _stored_matrix(g: Params, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """The transfer matrix of grid ``g``'s first student as stored (``study.transfer_for`` writes it), or None:
+    read, never computed, so that a page executed before the transferability page attacks nothing."""
+    ids, teacher = transfer_sources(runs, g.students[0])
+    path = transfer_path(g.store, transfer_key(ids, teacher, transfer_settings(g), g))
+    if not ids or not path.is_file():
+        return None
+    m = json.loads(path.read_text())["matrix"]
+    return pd.DataFrame(m["data"], index=m["index"], columns=m["columns"], dtype=float)
+
+
+def profile_claims(params_dir: str | Path, store: str) -> dict[str, Any]:
+    """The paper's findings checked on the stored runs of a profile (the grids of ``CLAIM_SECTIONS``) and on
+    the stored transfer matrix of its transferability grid: grids, runs, claims, transfer, counts, matrix."""
+    grids = load_grids(params_dir, CLAIM_SECTIONS, store=store)
+    runs = pd.concat([Study(g).results() for g in grids], ignore_index=True).drop_duplicates("run_id") if grids \
+        else pd.DataFrame(columns=["run_id", "role", "status"])
+    matrix = next((_stored_matrix(g, Study(g).results()) for g in load_grids(params_dir, ["transferability"],
+                                                                             store=store)), None)
+    claims, transfer = claims_table(runs), transfer_claims(matrix)
+    return dict(grids=grids, runs=runs, claims=claims, transfer=transfer, matrix=matrix,
+                counts=verdict_counts(claims, transfer))
+
+
+def _scale(st: pd.DataFrame) -> str:
+    """``ResNet-8 ← ResNet-26; 8 epochs, 2 seeds, 1,000 training images per class``: the scale of student runs."""
+    taught = st.dropna(subset=["teacher"]) if "teacher" in st else pd.DataFrame(columns=["student", "teacher"])
+    teachers = taught.groupby("student")["teacher"].agg(lambda t: "/".join(sorted({label(x) for x in t})))
+    pair_text = ", ".join(f"{label(s)} ← {teachers[s]}" if s in teachers else label(s)
+                          for s in sorted(set(st["student"]), key=model_order))
+    epochs = sorted(set(st["epochs"].dropna())) if "epochs" in st else []
+    per_class = sorted(set(st["train_per_class"].dropna())) if "train_per_class" in st else []
+    images = f"{'/'.join(f'{int(n):,}' for n in per_class)} training images per class" if per_class else \
+        "all training images"
+    length = [f"{'/'.join(str(int(e)) for e in epochs)} epochs"] if epochs else []
+    return f"{pair_text}; " + ", ".join([*length, _n(st["seed"].nunique(), "seed"), images])
+
+
+def headline(params_dir: str | Path, store: str) -> str:
+    """The build's headline numbers (HTML, for ``banner``) from the stored runs as they stand when the page is
+    executed (the summary page, executed last, has them all): ``headline_of`` the ``profile_claims``."""
+    return headline_of(profile_claims(params_dir, store))
+
+
+def headline_of(found: Mapping[str, Any]) -> str:
+    """How many runs at what scale, and how many of the paper's findings agree, disagree, are inconclusive
+    or cannot be tested (``found``: ``profile_claims``)."""
+    st, c = students(found["runs"]), found["counts"]
+    if st.empty:
+        return "This build has no finished student run yet, so none of the paper's findings is tested."
+    return (f"This build: {_n(len(st), 'finished student run')} ({_scale(st)}). Of the paper's {sum(c.values())} "
+            f"findings, {c['agrees']} agree, {c['disagrees']} disagree, {c['inconclusive']} are inconclusive and "
+            f"{c['not testable']} cannot be tested here (<a href=\"summary.html\">Does it reproduce?</a>).")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a page ran, where and for how long
 
 
 def _n(k: int, noun: str) -> str:
     return f"{k} {noun}{'' if k == 1 else 's'}"
 
 
+def _rates(symbol: str, values: Sequence[float]) -> str:
+    return f"{symbol} ∈ {{{', '.join(f'{v:g}' for v in values)}}}"
+
+
 def setting_text(p: Params, dropped: list[str] = ()) -> str:
     """One paragraph (markdown) stating what this page ran, from its parameters."""
-    label = paper.LABELS.get
-    pairs = ", ".join(f"{label(s, s)} ← {label(p.teacher_of(s), p.teacher_of(s))}" for s in p.students)
-    per_class = f"the first {p.train_per_class} training images per class" if p.train_per_class else \
+    pairs = ", ".join(f"{label(s)} ← {label(p.teacher_of(s))}" for s in p.students)
+    data = f"the first {p.train_per_class} training images per class" if p.train_per_class else \
         "the full training set"
     test = f"the first {p.test_per_class} test images per class" if p.test_per_class else "the full test set"
-    seeds = f"{_n(len(p.seeds), 'seed')} ({', '.join(map(str, p.seeds))})"
-    t_ep = p.teacher_epochs or p.epochs
     if any(p.noise):
-        per_class += f", labels corrupted with noise rates σ ∈ {{{', '.join(f'{n:g}' for n in p.noise)}}}"
+        data += f", labels corrupted with noise rates {_rates('σ', p.noise)}"
     gammas = [g for g in p.imbalance if g is not None]
     if gammas:
-        per_class += (f", made imbalanced with γ ∈ {{{', '.join(f'{g:g}' for g in gammas)}}} (class sizes "
-                      f"{p.imbalance_n_max} down to {p.imbalance_n_min})")
-    text = (f"**This page ran** profile `{p.profile}` on {label(p.dataset, p.dataset)} with {per_class} and {test}; "
-            f"student ← teacher: {pairs}; {_n(p.epochs, 'epoch')} for the students and {t_ep} for the teachers; "
-            f"{seeds} per cell, teacher seeds {p.teacher_seeds}; "
+        data += f", made imbalanced with {_rates('γ', gammas)} (class sizes {p.imbalance_n_max} down to " \
+                f"{p.imbalance_n_min})"
+    text = (f"**This page ran** profile `{p.profile}` on {label(p.dataset)} with {data} and {test}; "
+            f"student ← teacher: {pairs}; {_n(p.epochs, 'epoch')} for the students and "
+            f"{p.teacher_epochs or p.epochs} for the teachers; {_n(len(p.seeds), 'seed')} "
+            f"({', '.join(map(str, p.seeds))}) per cell, teacher seeds {p.teacher_seeds}; "
             + ("" if p.precision == "fp32" else f"{p.precision} autocast (convolutions and matrix products in "
                f"{p.precision}; weights, batch-norm statistics and loss reductions in fp32); ")
             + f"store `{p.store}`. **The paper** used the full CIFAR training sets, 200 epochs, fp32 and 5 seeds.")
     if dropped:
         text += (" Methods listed in the parameters but not available in this version of kdnb, shown as "
-                 f"*not run*: {', '.join(label(m, m) for m in dropped)}.")
+                 f"*not run*: {names(dropped)}.")
     return text
 
 
 def teachers_text(grids: list[Params], params_dir: str | Path) -> str:
     """What the teachers page ran (markdown): the teachers of its grids (``study.teacher_runs``)."""
-    label = paper.LABELS.get
     p = grids[0]
     grids = [t for g in grids for t in (teacher_grids(g) or [g])]
-    archs = sorted({s for g in grids for s in g.students})
-    conds = sorted({(g.dataset, n, -1.0 if i is None else i) for g in grids for n in g.noise for i in g.imbalance})
+    archs = sorted({s for g in grids for s in g.students}, key=model_order)
+    conds = {(g.dataset, n, -1.0 if i is None else i) for g in grids for n in g.noise for i in g.imbalance}
     seeds = sorted({s for g in grids for s in g.seeds})
     epochs = sorted({g.epochs for g in grids})
     return (f"**This page ran** profile `{p.profile}`: the teachers of every grid in `{params_dir}` "
-            f"({', '.join(label(a, a) for a in archs)}; {len(conds)} data conditions), each a baseline run with "
+            f"({names(archs)}; {_n(len(conds), 'data condition')}), each a baseline run with "
             f"seeds {seeds} and {', '.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}; "
             f"store `{p.store}`. **The paper** trained its teachers on the full CIFAR training sets for 200 epochs "
             "with 5 seeds.")
+
+
+HEADLINE = {"table": "the best-epoch accuracy (`best_acc`) is in the companion table folded under it",
+            "column": "the best-epoch accuracy (`best_acc`) is in the column beside it",
+            "none": "the findings never use the best-epoch accuracy (`best_acc`)"}
+
+
+def provenance(runs: pd.DataFrame, best_in: str = "table") -> str:
+    """One paragraph (markdown) for a block of tables: the finished runs behind it, the machines they trained
+    on and in which precision (the records' device, CPU model and precision), their training wall time in
+    total and per run, and which accuracy is the headline: the final epoch's, with the best epoch's shown
+    too (``best_in``: "table" or "column"; "none" for the findings), which picks an epoch on the test set
+    and so flatters."""
+    c = run_costs(runs)
+    if not c["n"]:
+        return "No finished runs behind these tables."
+    where, precision = (", ".join(f"{k}: {_n(n, 'run')}" if len(d) > 1 else k for k, n in d.items())
+                        for d in (c["machines"], c["precisions"]))
+    time = "no training time recorded" if math.isnan(c["total_s"]) else \
+        f"{duration(c['total_s'])} of training in total, median {duration(c['median_s'])} per run"
+    return (f"**Runs behind these tables:** {_n(c['n'], 'finished run')} on {where}, in "
+            f"{precision or 'a precision not recorded'}; {time}. "
+            f"**The headline number is the final-epoch test accuracy** (`final_acc`); {HEADLINE[best_in]} "
+            "(the highest test accuracy of any epoch: it picks the epoch on the test set, so it flatters).")
 
 
 # ---------------------------------------------------------------------------------------------
 # Prose that reads the numbers
 
 
-def _names(methods: Sequence[str]) -> str:
-    return ", ".join(label(m) for m in methods) if len(methods) else "none"
-
-
-def _clearly_above(cell: pd.DataFrame, methods: Sequence[str]) -> list[str] | None:
-    """The methods whose mean beats the baseline's by more than 2 standard errors of the difference,
-    sqrt(s_m²/n_m + s_b²/n_b): with few seeds a smaller gain is within seed-to-seed noise. None when
-    the baseline has fewer than two seeds (no std)."""
-    if "baseline" not in cell.index or not cell.loc["baseline", "n"] >= 2:
+def _resolved_above(paired: pd.DataFrame, methods: Sequence[str]) -> list[str] | None:
+    """The methods whose paired 95 % interval of the gain over the baseline lies above zero (``paired``:
+    ``analysis.paired_differences`` rows of one column, by method); None when no method has two pairs."""
+    rows = paired.set_index("method") if len(paired) else paired
+    if not len(rows) or not (rows["n"] >= 2).any():
         return None
-    b = cell.loc["baseline"]
-    out = []
-    for m in methods:
-        r = cell.loc[m]
-        if r["n"] >= 2 and r["mean"] - b["mean"] > 2 * math.sqrt(r["std"] ** 2 / r["n"] + b["std"] ** 2 / b["n"]):
-            out.append(m)
-    return out
+    return [m for m in methods if m in rows.index and rows.loc[m, "n"] >= 2 and rows.loc[m, "lo"] > 0]
 
 
 def teacher_gap(runs: pd.DataFrame, column: str) -> str:
@@ -181,46 +299,52 @@ def teacher_gap(runs: pd.DataFrame, column: str) -> str:
     return "Teacher and student:\n\n" + "\n".join(lines) if lines else ""
 
 
-def describe(ours: pd.DataFrame, theirs: pd.DataFrame, column: str) -> str:
-    """Markdown bullets, one per column of ours: the best method, who beats the baseline, and how
-    that compares with the paper (agreement on the sign of the gain, rank correlation of the means)."""
+def _signs_against_paper(g: pd.Series, pg: pd.Series) -> str:
+    """Whether the gains ``g`` over the baseline have the sign of the paper's ``pg``, method by method."""
+    common = [m for m in g.index if m in pg.index]
+    agree = [m for m in common if (g[m] > 0) == (pg[m] > 0)]
+    disagree = [m for m in ORDER if m in common and m not in agree]
+    return (f"; the sign of the gain over the baseline agrees with the paper for {len(agree)} of {len(common)} "
+            "methods" + (f" (not for {names(disagree)})" if disagree else ""))
+
+
+def _describe_column(oc: pd.DataFrame, pc: pd.DataFrame, paired: pd.DataFrame, column: str, c: Any) -> str:
+    """``describe``'s bullet for column ``c``: ``oc``, ``pc`` and ``paired`` are kdnb's summary, the paper's and
+    kdnb's paired gains there."""
+    o, p = oc.set_index("method"), pc.set_index("method")
+    best = o["mean"].idxmax()
+    text = f"**{column_label(column, c)}**: best here {label(best)} ({o.loc[best, 'mean']:.2f} %)"
+    if len(p):
+        text += f", in the paper {label(p['mean'].idxmax())} ({p['mean'].max():.2f} %)"
+    g = gains(oc, column).set_index("method")["gain"]
+    if len(g):
+        up = [m for m in ORDER if m in g and g[m] > 0]
+        text += f". Above the baseline here: {len(up)} of {len(g)} methods ({names(up)})"
+        clear = _resolved_above(paired, up)
+        if clear is not None:
+            text += f"; with a paired 95 % interval above zero: {len(clear)} ({names(clear)})"
+        if len(p):
+            text += _signs_against_paper(g, gains(pc, column).set_index("method")["gain"])
+    common = [m for m in o.index if m in p.index and pd.notna(o.loc[m, "mean"])]
+    if len(common) >= 4:
+        rho = o.loc[common, "mean"].rank().corr(p.loc[common, "mean"].rank())
+        text += (f". Rank correlation of the method means with the paper: {rho:+.2f} over {len(common)} methods"
+                 if pd.notna(rho) else ". All methods tie here, so their ranking cannot be compared")
+    std = o["std"].dropna()
+    return text + (f". Typical seed std here: {std.median():.2f} points" if len(std) else "")
+
+
+def describe(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, paired: pd.DataFrame | None = None) -> str:
+    """Markdown bullets, one per column of ours: the best method, who beats the baseline (and whose gain
+    the seeds resolve, from ``paired``: ``analysis.paired_differences`` by ``column``), and how that
+    compares with the paper (agreement on the sign of the gain, rank correlation of the means)."""
+    paired = paired if paired is not None else pd.DataFrame(columns=[column, "method", "n", "lo"])
     lines = []
     for c in wide(ours, column).columns:
-        o = ours[ours[column] == c].set_index("method")
-        p = theirs[theirs[column] == c].set_index("method") if column in theirs else theirs.iloc[:0]
-        if o["mean"].isna().all():
-            continue
-        best = o["mean"].idxmax()
-        text = f"**{column_label(column, c)}**: best here {label(best)} ({o.loc[best, 'mean']:.2f} %)"
-        if len(p):
-            pb = p["mean"].idxmax()
-            text += f", in the paper {label(pb)} ({p.loc[pb, 'mean']:.2f} %)"
-        g = gains(ours[ours[column] == c], column).set_index("method")["gain"]
-        if len(g):
-            up = [m for m in ORDER if m in g and g[m] > 0]
-            text += f". Above the baseline here: {len(up)} of {len(g)} methods ({_names(up)})"
-            clear = _clearly_above(o, up)
-            if clear is not None:
-                text += (f"; by more than twice the standard error of the difference: {len(clear)} "
-                         f"({_names(clear)})")
-            if len(p):
-                pg = gains(theirs[theirs[column] == c], column).set_index("method")["gain"]
-                common = [m for m in g.index if m in pg.index]
-                agree = [m for m in common if (g[m] > 0) == (pg[m] > 0)]
-                text += (f"; the sign of the gain over the baseline agrees with the paper for {len(agree)} of "
-                         f"{len(common)} methods")
-                disagree = [m for m in ORDER if m in common and m not in agree]
-                if disagree:
-                    text += f" (not for {_names(disagree)})"
-        common = [m for m in o.index if m in p.index and pd.notna(o.loc[m, "mean"])]
-        if len(common) >= 4:
-            rho = o.loc[common, "mean"].rank().corr(p.loc[common, "mean"].rank())
-            text += (f". Rank correlation of the method means with the paper: {rho:+.2f} over {len(common)} methods"
-                     if pd.notna(rho) else ". All methods tie here, so their ranking cannot be compared")
-        std = o["std"].dropna()
-        if len(std):
-            text += f". Typical seed std here: {std.median():.2f} points"
-        lines.append(f"- {text}.")
+        oc = ours[ours[column] == c]
+        pc = theirs[theirs[column] == c] if column in theirs else theirs.iloc[:0]
+        if oc["mean"].notna().any():
+            lines.append(f"- {_describe_column(oc, pc, paired[paired[column] == c], column, c)}.")
     return "\n".join(lines) if lines else "No finished runs to describe."
 
 
@@ -248,10 +372,9 @@ def transfer_text(student: str, rec: Mapping[str, Any], store: str | Path) -> st
     """What the transfer matrix of ``student`` attacked and which code made its record."""
     st, wall = rec["settings"], rec["wall_s"]
     n_models = sum(len(v) for v in rec["sources"].values())
-    took = f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.0f} min"
     text = (f"**{label(student)}**: {rec['n_images']} test images, PGD ε = {st['eps']}, step {st['step']}, "
             f"{st['steps']} steps, seed {st['seed']}; {n_models} student models and the teacher; matrix record "
-            f"`{transfer_path(store, rec['key'])}`, computed in {took} on {rec['device']} by kdnb "
+            f"`{transfer_path(store, rec['key'])}`, computed in {duration(wall)} on {rec['device']} by kdnb "
             f"`{rec['code_version']}` ({rec['created'][:10]})")
     if rec.get("weights_checked"):
         return text + "; the weights it attacked are those in the store."
@@ -283,99 +406,188 @@ def agreement_text(obs: pd.DataFrame, student: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Blocks of the results pages: the paper's table, then per group of runs kdnb's table, kdnb beside the
-# paper, and the prose
+# Blocks of the results pages: the paper's table, then per group of runs where they trained, kdnb's
+# gains beside the paper's, kdnb's tables, kdnb beside the paper, and the prose
 
 GENERALIZATION_TABLES = {"cifar10": ("III", paper.STUDENTS), "cifar100": ("IV", paper.STUDENTS_C100)}
 CONDITION_TABLES = {"noise": ("V", paper.NOISE_RATES), "imbalance": ("VI", paper.IMBALANCE_RATES)}
 
 
-def comparison(ours: pd.DataFrame, theirs: pd.DataFrame, runs: pd.DataFrame, column: str, columns: list[Any],
-               caption: str, side_caption: str, below_baseline: bool = False, gain_caption: str = "") -> list[Any]:
-    """The headline first: kdnb's gains over the baseline (paired per seed, 95 % CI) beside the paper's; then
-    kdnb's table, kdnb beside the paper, what the numbers say, and the teacher-student gap."""
-    from kdnb.analysis import paired_differences
+def comparison(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: list[Any], name: str, tab: str,
+               below_baseline: bool = False, gain_note: str = "") -> list[Any]:
+    """The block of one group of ``runs`` (``name``: which) against the paper's Table ``tab``: where and how
+    long they trained and which number is the headline; kdnb's gains over the baseline (paired per seed,
+    95 % CI) beside the paper's (``gain_note``: how they compare); kdnb's final-epoch table and its
+    best-epoch companion, on the columns it ran; kdnb beside the paper cell by cell; what the numbers say,
+    and the teacher-student gap."""
+    ours = summarize(runs, by=[column])
+    ran = [c for c in columns if c in set(ours[column])] or columns
+    absent = [column_label(column, c) for c in columns if c not in ran]
+    mean_std = "mean ± std over seeds" + ("; best of each column in bold" if not below_baseline else
+                                          "; best in bold, below the baseline in blue")
+    return [Markdown(provenance(students(runs))),
+            tables.style_gains(paired_differences(runs, by=[column]), theirs, column, ran,
+                               caption=f"{name}: gain in final-epoch accuracy over the baseline (points; mean of "
+                               f"the paired per-seed differences [95 % CI]) beside the paper's Table {tab} gain"
+                               + gain_note),
+            Markdown("The absolute accuracies, and kdnb beside the paper cell by cell"
+                     + (f" (not run by this profile: {', '.join(absent)}):" if absent else ":")),
+            tables.style_table(ours, column, columns=ran, below_baseline=below_baseline,
+                               caption=f"{name}: final-epoch test accuracy (%; the headline), {mean_std}"),
+            tables.details("Its companion: the best-epoch accuracy (<code>best_acc</code>), not the headline",
+                           tables.style_table(summarize(runs, by=[column], metric="best_acc"), column, columns=ran,
+                                              below_baseline=below_baseline,
+                                              caption=f"{name}: best-epoch test accuracy (%; the epoch picked on "
+                                              f"the test set), {mean_std}")),
+            tables.side_by_side(ours, theirs, column, caption=f"{name}: final-epoch accuracy beside the paper's "
+                                f"Table {tab}, Δ = kdnb − paper"),
+            Markdown(describe(ours, theirs, column, paired_differences(runs, by=[column]))),
+            Markdown(teacher_gap(runs, column))]
 
-    paired = paired_differences(runs, by=[column])
-    ran = set(paired[column].dropna()) if not paired.empty else set()
-    return [tables.style_gains(paired, theirs, column, [c for c in columns if c in ran] or columns,
-                               caption=gain_caption or
-                               "gain over the baseline (points): kdnb, mean of the paired per-seed differences "
-                               "[95 % CI], beside the paper's"),
-            Markdown("The absolute accuracies, and kdnb beside the paper cell by cell:"),
-            tables.style_table(ours, column, columns=columns, below_baseline=below_baseline, caption=caption),
-            tables.side_by_side(ours, theirs, column, caption=side_caption),
-            Markdown(describe(ours, theirs, column)), Markdown(teacher_gap(runs, column))]
 
-
-def generalization_tables(runs: pd.DataFrame, ours: pd.DataFrame, dataset: str) -> list[Any]:
+def generalization_tables(runs: pd.DataFrame, dataset: str) -> list[Any]:
     """Table III (``dataset`` cifar10) or IV (cifar100): the paper's, then kdnb's for each data set of
-    ``ours`` (``summarize`` by data set and student) of that kind."""
+    ``runs`` of that kind."""
     tab, archs = GENERALIZATION_TABLES[dataset]
     theirs = paper_summary(paper.generalization(dataset))
-    out: list[Any] = [tables.details(f"The paper's Table {tab}", tables.style_table(
-        theirs, "student", columns=list(archs), caption=f"paper, Table {tab}"))]
-    shown = [d for d in ours["dataset"].unique() if (d == "cifar100") == (dataset == "cifar100")]
+    halves = [tables.style_table(theirs, "student", columns=list(cols), caption=f"paper, Table {tab}: {family}")
+              for family, cols in (("ResNets", archs[:4]), ("WRNs", archs[4:]))]  # each half fits the column
+    out: list[Any] = [tables.details(f"The paper's Table {tab}", "".join(h.to_html() for h in halves))]
+    shown = [d for d in students(runs)["dataset"].unique() if (d == "cifar100") == (dataset == "cifar100")] \
+        if len(runs) else []
     if not shown:
         out.append(Markdown(f"{label(dataset)} is not part of this profile: *not run*."))
     for d in shown:
-        o = ours[ours["dataset"] == d]
-        cols = list(archs) + sorted(set(o["student"]) - set(archs))
-        out += comparison(o, theirs, runs[runs["dataset"] == d], "student", cols,
-                          f"kdnb, {label(d)}: final test accuracy (%), mean ± std over seeds; best of each column "
-                          "in bold", f"kdnb ({label(d)}) beside the paper's Table {tab}, Δ = kdnb − paper",
-                          gain_caption=f"kdnb ({label(d)}): gain over the baseline of the same architecture "
-                          f"(points; mean of the paired per-seed differences [95 % CI]) beside the paper's "
-                          f"Table {tab} gain for that architecture")
+        r = runs[runs["dataset"] == d]
+        cols = list(archs) + sorted(set(students(r)["student"]) - set(archs))
+        out += comparison(r, theirs, "student", cols, f"kdnb, {label(d)}", tab,
+                          gain_note=" for the same architecture")
     return out
 
 
-def condition_tables(runs: pd.DataFrame, ours: pd.DataFrame, theirs: pd.DataFrame, column: str,
-                     students: Sequence[str]) -> list[Any]:
+def condition_tables(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, archs: Sequence[str]) -> list[Any]:
     """Table V (``column`` noise) or VI (imbalance): the paper's (WRN-16-2 ← WRN-40-2), then kdnb's for
-    each of ``students`` from ``ours`` (``summarize`` by student and ``column``)."""
+    each student architecture of ``archs``."""
     tab, rates = CONDITION_TABLES[column]
     out: list[Any] = [tables.details(f"The paper's Table {tab} (WRN-16-2 ← WRN-40-2, CIFAR-10)", tables.style_table(
         theirs, column, below_baseline=True, caption=f"paper, Table {tab}"))]
-    for s in students:
-        o = ours[ours["student"] == s]
-        cols = sorted(set(rates) | set(o[column].dropna()))
-        out += comparison(o, theirs, runs[(runs["student"] == s) | (runs["role"] == "teacher")], column, cols,
-                          f"kdnb, {label(s)}: final test accuracy (%), mean ± std over seeds",
-                          f"kdnb ({label(s)}) beside the paper's Table {tab} (WRN-16-2), Δ = kdnb − paper",
-                          below_baseline=True,
-                          gain_caption=f"kdnb ({label(s)}): gain over its baseline (points; mean of the paired "
-                          f"per-seed differences [95 % CI]) beside the paper's Table {tab} gain, which is "
-                          + ("the same architecture" if s == "wrn16_2" else
-                             f"WRN-16-2, not {label(s)}: compare how the gain moves across the columns, not "
-                             "the cells"))
+    for s in archs:
+        r = runs[(runs["student"] == s) | (runs["role"] == "teacher")]
+        cols = sorted(set(rates) | set(students(r)[column].dropna()))
+        note = "" if s == "wrn16_2" else (f", which is WRN-16-2, not {label(s)}: compare how the gain moves across "
+                                          "the columns, not the cells")
+        out += comparison(r, theirs, column, cols, f"kdnb ({label(s)})", tab, below_baseline=True, gain_note=note)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-class accuracy under class imbalance (Table VI is about the minority classes)
+
+# CIFAR-10 labels 0-9, short
+CLASS_NAMES = {"cifar10": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
+RETRAIN_SECTION = "kdnb study params/{profile}/imbalance.yaml --store <a new folder>"
+
+
+def class_counts(p: Params) -> dict[float, list[int]]:
+    """Training images per class of each imbalance ratio γ of grid ``p`` (``data.imbalance_counts``, within
+    the first ``train_per_class`` images of a class)."""
+    cap = p.train_per_class or math.inf
+    return {float(g): [int(min(n, cap)) for n in imbalance_counts(g, p.imbalance_n_max, p.imbalance_n_min,
+                                                                   NUM_CLASSES[p.dataset])]
+            for g in p.imbalance if g is not None}
+
+
+def class_tables(per_class: pd.DataFrame, p: Params) -> list[Any]:
+    """The imbalance page's per-class block from ``analysis.class_accuracy`` of grid ``p``'s runs: per
+    (student, γ) the per-class final-epoch accuracy of every method and the gain over the baseline on the
+    minority and the majority classes; one sentence when no record has per-class accuracy."""
+    if per_class.empty:
+        return [Markdown("These records predate per-class recording, so the accuracy on the minority classes "
+                         "cannot be shown; re-training the section into a fresh store (`"
+                         + RETRAIN_SECTION.format(profile=p.profile) + "`, then that store in the params file) "
+                         "records it.")]
+    counts = class_counts(p)
+    groups = class_groups(per_class, counts)
+    out: list[Any] = []
+    for (s, g), cell in per_class.groupby(["student", "imbalance"]):
+        minority = ", ".join(CLASS_NAMES[p.dataset][c] if p.dataset in CLASS_NAMES else str(c)
+                             for c in minority_classes(counts[g]))
+        out += [Markdown(f"**{label(s)}, γ = {g:g}**: minority classes (training count below the median): "
+                         f"{minority}."),
+                tables.style_class_acc(cell, counts[g], CLASS_NAMES.get(p.dataset),
+                                       caption=f"kdnb ({label(s)}, γ = {g:g}): final-epoch test accuracy per class "
+                                       "(%), mean over seeds; minority classes shaded"),
+                tables.style_class_groups(groups[(groups["student"] == s) & (groups["imbalance"] == g)],
+                                          caption=f"kdnb ({label(s)}, γ = {g:g}): mean accuracy on the minority and "
+                                          "majority classes and its gain over the baseline (points; mean of the "
+                                          "paired per-seed gains [95 % CI])")]
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Does it reproduce?
 
+PAPER_SCOPE = {  # the paper's experiments (§IV, Tables II-VI, Fig. 1): 5 seeds, 200 epochs, all training images
+    "Table II: teachers": "ResNet-26 and WRN-40-2 (ResNet-26x4 on CIFAR-100), one per data condition; best of 5 seeds",
+    "Table III: CIFAR-10": "8 students (ResNet-8/14/20/26, WRN-10/16/28/40-2) × 12 methods, 5 seeds, 200 epochs",
+    "Table IV: CIFAR-100": "8 students (ResNet-8/14/20/26x4, WRN-10/16/28/40-2) × 12 methods, 5 seeds, 200 epochs",
+    "Table V: label noise": "WRN-16-2 ← WRN-40-2, σ ∈ {0.2, 0.4, 0.6} × 12 methods, 5 seeds",
+    "Table VI: class imbalance": "WRN-16-2 ← WRN-40-2, γ ∈ {0.2, 0.6, 1, 2} (5000 to 250 images a class) × 12 "
+                                 "methods, 5 seeds",
+    "Fig. 1: transferability": "PGD examples (ε = 0.031, 20 steps) between 10 methods and the teacher",
+}
+
+
+def _experiment(run: Any) -> str:
+    """The paper's experiment (a key of ``PAPER_SCOPE``) that a student run belongs to."""
+    if not balanced(run.imbalance):
+        return "Table VI: class imbalance"
+    if run.noise:
+        return "Table V: label noise"
+    return "Table IV: CIFAR-100" if run.dataset == "cifar100" else "Table III: CIFAR-10"
+
+
+def _conditions(df: pd.DataFrame) -> list[str]:
+    """The data conditions of the runs in ``df``, balanced first, then by σ and γ."""
+    pairs = {(float(n), None if balanced(g) else float(g)) for n, g in zip(df["noise"], df["imbalance"], strict=True)}
+    return [condition_label(n, g) for n, g in sorted(pairs, key=lambda k: (k[1] is not None, k))]
+
+
+def coverage(runs: pd.DataFrame, matrix: pd.DataFrame | None) -> pd.DataFrame:
+    """What this build covers of each experiment of the paper (``PAPER_SCOPE``), from its stored runs:
+    experiment, paper, this build (models, conditions, methods, seeds, epochs, images; finished runs)."""
+    st = students(runs)
+    kind = pd.Series([_experiment(r) for r in st.itertuples(index=False)], index=st.index, dtype=object)
+    teachers = runs[(runs["role"] == "teacher") & (runs["status"] == "done")] if len(runs) else runs
+    rows = []
+    for exp, scope in PAPER_SCOPE.items():
+        part = st[kind == exp]
+        if exp == "Table II: teachers":
+            conds = _conditions(teachers)
+            built = (f"{names(sorted(set(teachers['student']), key=model_order))}, {_n(len(conds), 'data condition')}, "
+                     f"{_n(len(teachers), 'run')}") if len(teachers) else "not run"
+        elif exp == "Fig. 1: transferability":
+            built = (f"a matrix of {len(matrix.columns) - 2} sources and the teacher against {len(matrix.index) - 1} "
+                     "targets") if matrix is not None else "not computed"
+        else:
+            built = (f"{_scale(part)}; {', '.join(_conditions(part))}; {part['method'].nunique()} methods; "
+                     f"{_n(len(part), 'finished run')}") if len(part) else "not run"
+        rows.append({"experiment": exp, "the paper": scope, "this build": built})
+    return pd.DataFrame(rows)
+
 
 def claims_summary(grids: Sequence[Params], runs: pd.DataFrame, counts: Mapping[str, int]) -> str:
     """The paragraph above the claims table (markdown): what was run, at what scale, how many claims hold."""
     st = students(runs)
-    total = sum(counts.values())
-    p = grids[0]
-    archs = sorted(set(st["student"]), key=lambda s: (paper.STUDENTS.index(s) if s in paper.STUDENTS else 99, s))
-    pairs = ", ".join(f"{label(s)} ← {label(p.teacher_of(s))}" for s in archs) or "none"
-    epochs = sorted({g.epochs for g in grids})
-    seeds = sorted(set(st["seed"])) if not st.empty else []
-    conds = sorted({(float(n), -1.0 if pd.isna(i) else float(i)) for n, i in zip(st["noise"], st["imbalance"],
-                                                                                   strict=True)})
-    images = f"the first {p.train_per_class} training images per class" if p.train_per_class else \
-        "all training images"
-    hours = st["wall_s"].sum() / 3600 if "wall_s" in st else math.nan
+    total, p = sum(counts.values()), grids[0]
+    conds = _conditions(st) if len(st) else []
     tested = total - counts.get("not testable", 0)
     return (f"**What was run:** profile `{p.profile}`, {_n(len(st), 'finished student run')} "
-            f"({hours:.1f} h of training) on {label(p.dataset)} with {images}: {pairs}; "
-            f"{', '.join(map(str, epochs))} epochs per student (the paper: 200), seeds {seeds} "
-            f"({len(seeds)} per cell; the paper: 5), {_n(len(conds), 'data condition')}"
-            + (f" ({', '.join(_condition_name(n, g) for n, g in conds)})" if conds else "")
+            f"({duration(st['wall_s'].sum()) if 'wall_s' in st else 'unknown time'} of training) on "
+            f"{label(p.dataset)}: "
+            + (_scale(st) if len(st) else "nothing yet")
+            + f" (the paper: 200 epochs, 5 seeds), {_n(len(conds), 'data condition')}"
+            + (f" ({', '.join(conds)})" if conds else "")
             + f". **Of the paper's {total} findings listed here**, "
             f"{tested} can be tested with this profile: **{counts.get('agrees', 0)} agree**, "
             f"{counts.get('disagrees', 0)} disagree and {counts.get('inconclusive', 0)} are inconclusive "
@@ -383,14 +595,8 @@ def claims_summary(grids: Sequence[Params], runs: pd.DataFrame, counts: Mapping[
             "(models, noise rates or seeds it does not run).")
 
 
-def _condition_name(noise: float, gamma: float) -> str:
-    return f"σ = {noise:g}" if noise else f"γ = {gamma:g}" if gamma >= 0 else "clean"
-
-
 def verdict_rule_text(n_seeds: int) -> str:
     """How the verdicts are computed, and what ``n_seeds`` seeds can show (markdown)."""
-    from kdnb.analysis import SIMILAR_POINTS, t975
-
     rule = ("**The rule.** Each finding is a contrast of test accuracies in percentage points: a gain (method − "
             "baseline in the same cell), a difference between methods in the same cell, or a trend (the gain "
             "under label noise or imbalance minus the gain on clean data, on one architecture). kdnb computes it "
@@ -443,9 +649,6 @@ def protocol_cells(p: Params) -> pd.DataFrame:
     """The student runs of grid ``p`` that its store holds, finished or in progress: one row each with
     student, method, seed, state (done or in progress), epoch, epochs, acc (final accuracy, or the test
     accuracy of the last epoch so far), wall_s and machine (from the record's or checkpoint's segments)."""
-    from kdnb import store as store_mod
-    from kdnb.study import Study
-
     cols = ["run_id", "student", "method", "seed", "state", "epoch", "epochs", "acc", "wall_s", "machine"]
     study = Study(p)
     st = study.status()
@@ -480,7 +683,7 @@ def protocol_text(cells: pd.DataFrame, p: Params) -> str:
     parts = []
     for r in cells.itertuples(index=False):
         what = f"{label(r.method)} {label(r.student)}, seed {r.seed}"
-        hours = f"{r.wall_s / 3600:.1f} h" if pd.notna(r.wall_s) else "unknown time"
+        hours = duration(r.wall_s) if pd.notna(r.wall_s) else "unknown time"
         if r.state == "done":
             parts.append(f"{what}: {r.acc:.2f} % after {r.epochs} epochs, {hours} on {r.machine or 'unknown'}")
         else:
@@ -509,9 +712,6 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame, store: str | None = No
     """The ablations of ``ABLATIONS`` found in ``<params_dir>/ablations``, each as paired differences per seed
     against its reference (``analysis.paired_between``), plus ONE − baseline of the page's grid ``runs`` for
     context; and one line per ablation or run that is not there (never an error)."""
-    from kdnb.analysis import paired_between
-    from kdnb.study import Study
-
     folder, rows, absent = Path(params_dir) / "ablations", [], []
 
     def grid_runs(name: str) -> pd.DataFrame | None:
@@ -574,8 +774,6 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str]) -> str:
 def protocol_block(path: str | Path = "params/paper/generalization.yaml") -> list[Any]:
     """The generalization page's block of runs at the paper's protocol: what the store of the grid at ``path``
     holds, and the table beside the paper (nothing but a line when the file or its runs are absent)."""
-    from kdnb.analysis import against_paper
-
     if not Path(path).is_file():
         return [Markdown(f"No paper-protocol grid `{path}` in this checkout.")]
     grid = load_params_file(path)[0]

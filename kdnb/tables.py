@@ -11,7 +11,7 @@ import pandas as pd
 from IPython.display import HTML
 from pandas.io.formats.style import Styler
 
-from kdnb.analysis import below_mask, best_mask, column_label, difference, gains, label, wide
+from kdnb.analysis import ORDER, below_mask, best_mask, column_label, difference, gains, label, minority_classes, wide
 
 NOT_RUN = "not run"
 NOT_IN_PAPER = "not in paper"
@@ -19,16 +19,29 @@ CSS_BEST = "font-weight: bold;"
 CSS_BELOW = "color: #1f5fbf;"  # blue, as the paper's Tables V and VI
 CSS_NOT_RUN = "color: #999; font-style: italic;"
 CSS_WORSE, CSS_BETTER = "color: #b03a2e;", "color: #1e8449;"
-TABLE_STYLES = [{"selector": "th, td", "props": "padding: .25em .6em; text-align: right; white-space: nowrap;"},
+TABLE_STYLES = [{"selector": "th, td", "props": "padding: .2em .45em; text-align: right; white-space: nowrap;"},
                 {"selector": "caption", "props": "caption-side: top; font-weight: 600; text-align: left;"}]
 
 
-def finish(styler: Styler, caption: str = "", wrap: bool = False) -> Styler:
-    """Caption, cell padding and the book's table class; ``wrap``: long text, wrapped and left-aligned."""
-    styles = TABLE_STYLES
-    if wrap:
-        styles = [*TABLE_STYLES, {"selector": "td, th", "props": "text-align: left; white-space: normal;"}]
-    return styler.set_caption(caption).set_table_styles(styles).set_table_attributes('class="kdnb-table"')
+def finish(styler: Styler, caption: str = "", wrap: bool = False, styles: Sequence[dict] = ()) -> Styler:
+    """Caption, cell padding and the book's table class; ``wrap``: long text, wrapped and left-aligned;
+    ``styles``: more table styles."""
+    wrapped = [{"selector": "td, th", "props": "text-align: left; white-space: normal;"}] if wrap else []
+    return (styler.set_caption(caption).set_table_styles([*TABLE_STYLES, *wrapped, *styles])
+            .set_table_attributes('class="kdnb-table" style="min-width: 24em;"'))  # room for the caption
+
+
+def plain(text: pd.DataFrame, caption: str = "") -> Styler:
+    """A table of text (wrapped, left-aligned), without its index."""
+    return finish(text.style.hide(axis="index"), caption, wrap=True)
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``3.1 h``."""
+    if pd.isna(seconds):
+        return ""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def details(summary: str, table: Styler | str) -> HTML:
@@ -113,18 +126,63 @@ def side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, methods:
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-class accuracy under imbalance (Table VI)
+
+CSS_MINORITY = "background-color: #fbeaea;"
+
+
+def style_class_acc(per_class: pd.DataFrame, counts: Sequence[int], class_names: Sequence[str] | None = None,
+                    caption: str = "") -> Styler:
+    """Per-class final-epoch accuracy of one cell (``analysis.class_accuracy`` rows of one student and γ), mean
+    over seeds, methods by class; the header names each class and its training images (``counts``), and
+    the minority classes (``analysis.minority_classes``) are shaded."""
+    means = per_class.groupby(["method", "class"])["acc"].mean().unstack("class")
+    means = means.reindex(index=[m for m in ORDER if m in means.index])
+    minority = set(minority_classes(counts))
+    header = pd.MultiIndex.from_tuples([(class_names[c] if class_names else str(c), counts[c]) for c in means.columns],
+                                       names=["class", "training images"])
+    text = means.map(lambda v: "" if pd.isna(v) else f"{v:.1f}").set_axis(header, axis=1)
+    text.index = [label(m) for m in means.index]
+    css = pd.DataFrame([[CSS_MINORITY if c in minority else "" for c in means.columns]] * len(means),
+                       index=text.index, columns=header)
+    return finish(text.style.apply(lambda _: css, axis=None), caption)
+
+
+def style_class_groups(groups: pd.DataFrame, caption: str = "") -> Styler:
+    """The minority and majority classes of one cell (``analysis.class_groups``): each method's mean accuracy
+    there and its paired gain over the baseline [95 % CI]."""
+    def gain(r: Any) -> str:
+        if pd.isna(r.mean):
+            return ""
+        return f"{r.mean:+.2f}" + ("" if pd.isna(r.lo) else f" [{r.lo:+.1f}, {r.hi:+.1f}]")
+
+    parts, css = {}, {}
+    for g in ("minority", "majority"):
+        d = groups[groups["group"] == g].set_index("method").reindex([m for m in ORDER if m in set(groups["method"])])
+        parts[(f"{g} classes", "accuracy (%)")] = d["acc"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        parts[(f"{g} classes", "gain (points)")] = [gain(r) for r in d.itertuples()]
+        css[(f"{g} classes", "accuracy (%)")] = pd.Series("", index=d.index)
+        css[(f"{g} classes", "gain (points)")] = d["mean"].map(_sign_css)
+    text, style = pd.DataFrame(parts), pd.DataFrame(css)
+    text.index = style.index = [label(m) for m in text.index]
+    return finish(text.style.apply(lambda _: style, axis=None), caption)
+
+
+# ---------------------------------------------------------------------------------------------
 # Table II
 
 
 def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
-    """Table II as the page shows it (``analysis.teacher_comparison``); ``not run`` / ``not in paper`` where
-    one side is missing."""
+    """Table II as the page shows it (``analysis.teacher_comparison``): the final-epoch accuracy of the seed
+    used, its best epoch beside it, all seeds' final epochs; ``not run`` / ``not in paper`` where one side is
+    missing."""
     text = pd.DataFrame({
-        "Data set": cmp["dataset"].map(label), "Architecture": cmp["teacher"].map(label),
-        "Configuration": cmp["configuration"],
-        "kdnb (%)": [NOT_RUN if pd.isna(n) or not n else "no student yet" if pd.isna(v) else f"{v:.2f}"
+        "teacher": [f"{label(d)} {label(t)}" for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
+        "data": cmp["configuration"],
+        "final (%)": [NOT_RUN if pd.isna(n) or not n else "no student yet" if pd.isna(v) else f"{v:.2f}"
                      for v, n in zip(cmp["acc"], cmp["n"], strict=True)],
-        "kdnb, all seeds": [cell_text(m, s, n) for m, s, n in zip(cmp["mean"], cmp["std"], cmp["n"], strict=True)],
+        "best epoch (%)": cmp["best"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+        "all seeds": [cell_text(m, s, n) for m, s, n in zip(cmp["mean"], cmp["std"], cmp["n"], strict=True)],
         "paper (%)": cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}"),
         "Δ": cmp["diff"].map(_signed),
     })
@@ -139,10 +197,18 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
 
 def style_transfer(mat: pd.DataFrame, caption: str = "") -> Styler:
     """A transfer matrix as a table: rates (%) with one decimal, shaded; NaN as ``n/a`` (no jointly-correct
-    image)."""
+    image). The column headers run upwards and the summary columns (mean, Teacher) are set off by a rule,
+    so that the whole matrix fits the text column with its summaries in view."""
     m = mat.rename(index=label, columns=label).rename_axis(index=None, columns=None)
     styler = m.style.format("{:.1f}", na_rep="n/a").background_gradient(cmap="Reds", axis=None, vmin=0, vmax=100)
-    return finish(styler.highlight_null(props="background-color: #eee; color: #999;"), caption)
+    col = next((j for j, c in enumerate(mat.columns) if c in ("mean", "teacher")), None)
+    row = next((i for i, r in enumerate(mat.index) if r == "mean"), None)
+    rules = ([{"selector": f".col{col}", "props": "border-left: 2px solid #777;"}] if col is not None else []) + \
+        ([{"selector": f".row{row}", "props": "border-top: 2px solid #777;"}] if row is not None else [])
+    vertical = {"selector": "thead th.col_heading", "props": "writing-mode: vertical-rl; transform: rotate(180deg); "
+                "text-align: left; padding: .4em .2em;"}
+    return finish(styler.highlight_null(props="background-color: #eee; color: #999;"), caption,
+                  styles=[vertical, {"selector": "td", "props": "padding: .2em .3em;"}, *rules])
 
 
 def _verdict(v: Any) -> str:
@@ -198,9 +264,6 @@ def style_claims(claims: pd.DataFrame, transfer: pd.DataFrame | None = None) -> 
 
 def style_protocol(cells: pd.DataFrame) -> Styler:
     """Runs at the paper's protocol beside the paper (``analysis.against_paper``)."""
-    def hours(s: float) -> str:
-        return "" if pd.isna(s) else f"{s / 3600:.1f} h"
-
     text = pd.DataFrame({
         "run": [f"{label(m)} {label(s)}, seed {k}" for m, s, k in zip(cells["method"], cells["student"],
                                                                        cells["seed"], strict=True)],
@@ -212,7 +275,7 @@ def style_protocol(cells: pd.DataFrame) -> Styler:
                                                                                     cells["paper_std"], strict=True)],
         "Δ": [(_signed(d) if st == "done" else "") for d, st in zip(cells["diff"], cells["state"], strict=True)],
         "within ±2 std": [("" if w is None else "yes" if w else "no") for w in cells["within"]],
-        "wall time": [hours(s) for s in cells["wall_s"]],
+        "wall time": cells["wall_s"].map(duration),
         "machine": cells["machine"],
     })
     css = pd.DataFrame("", index=text.index, columns=text.columns)
@@ -232,7 +295,7 @@ def style_ablations(abl: pd.DataFrame) -> Styler:
                          "paired difference (points)": [_signed(m) for m in abl["mean"]],
                          "95 % CI": [ci(lo, hi) for lo, hi in zip(abl["lo"], abl["hi"], strict=True)],
                          "seeds": [", ".join(map(str, s)) or "none" for s in abl["seeds"]]})
-    return finish(text.style.hide(axis="index"), "Ablations: paired differences per seed (a − b)", wrap=True)
+    return plain(text, "Ablations: paired differences per seed (a − b)")
 
 
 def style_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: Sequence[Any],

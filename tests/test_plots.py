@@ -112,14 +112,19 @@ def test_gains_and_describe():
     ours = analysis.summarize(RUNS)
     g = analysis.gains(ours, "student").set_index(["student", "method"])["gain"]
     assert g[("resnet8", "hinton")] == pytest.approx(4.0) and g[("resnet8", "at")] == pytest.approx(-2.0)
-    text = pages.describe(ours, analysis.paper_summary(paper.generalization("cifar10")), "student")
+    text = pages.describe(ours, analysis.paper_summary(paper.generalization("cifar10")), "student",
+                          analysis.paired_differences(RUNS))
     assert "best here Hinton (85.00 %)" in text and "in the paper ONE (89.54 %)" in text
     assert "Above the baseline here: 1 of 2 methods (Hinton)" in text
     assert "agrees with the paper for 2 of 2 methods" in text  # paper, ResNet-8: Hinton above, AT below
-    # Hinton: gain 4 against 2 * sqrt(2/2 + 2/2) = 2.83: clear; with seeds 82 and 88 (gain 4 < 2 * 3.16) it is not
-    assert "twice the standard error of the difference: 1 (Hinton)" in text
-    wider = analysis.summarize(_runs({("baseline", "resnet8"): [80.0, 82.0], ("hinton", "resnet8"): [82.0, 88.0]}))
-    assert "standard error of the difference: 0 (none)" in pages.describe(wider, wider.iloc[:0], "student")
+    # Hinton's paired gains are 4 and 4: interval [4, 4], resolved; with seeds 82 and 88 they are 2 and 6, and
+    # the interval 4 ± 12.71 * 2.83 / sqrt(2) spans zero
+    assert "interval above zero: 1 (Hinton)" in text
+    wide_runs = _runs({("baseline", "resnet8"): [80.0, 82.0], ("hinton", "resnet8"): [82.0, 88.0]})
+    summary, none = analysis.summarize(wide_runs), RUNS.iloc[:0]
+    assert "interval above zero: 0 (none)" in pages.describe(summary, none, "student",
+                                                             analysis.paired_differences(wide_runs))
+    assert "interval above zero" not in pages.describe(summary, none, "student")  # no pairs given
     assert pages.describe(ours.iloc[:0], ours.iloc[:0], "student") == "No finished runs to describe."
 
 
@@ -144,13 +149,14 @@ def test_teacher_gap_names_teacher_baseline_and_best_taught_student():
 def test_teacher_table_reports_the_seed_the_students_learn_from():
     def row(run_id, noise, seed, acc, teaches):
         return {"run_id": run_id, "dataset": "cifar10", "student": "resnet26", "teacher": "resnet26", "noise": noise,
-                "imbalance": None, "seed": seed, "final_acc": acc, "teaches": teaches}
+                "imbalance": None, "seed": seed, "final_acc": acc, "best_acc": acc + 0.5, "teaches": teaches}
 
     # the table never chooses a seed itself: at σ = 0.4 the study's mark is on the lower seed, and it is shown
     truns = pd.DataFrame([row("a", 0.0, 0, 93.0, False), row("b", 0.0, 1, 94.0, True),
                           row("c", 0.4, 0, 60.0, True), row("d", 0.4, 1, 61.0, False), row("e", 0.2, 0, 70.0, False)])
     t = analysis.teacher_table(truns).set_index("noise")
     assert t.loc[0.0, "run_id"] == "b" and t.loc[0.0, "acc"] == 94.0 and t.loc[0.0, "n"] == 2
+    assert t.loc[0.0, "best"] == 94.5 and pd.isna(t.loc[0.2, "best"])  # the best epoch of the seed used
     assert t.loc[0.4, "run_id"] == "c" and t.loc[0.4, "acc"] == 60.0 and t.loc[0.4, "mean"] == 60.5
     assert pd.isna(t.loc[0.2, "acc"]) and pd.isna(t.loc[0.2, "run_id"]) and t.loc[0.2, "n"] == 1
     cmp = analysis.teacher_comparison(analysis.teacher_table(truns), paper.teachers())
@@ -158,7 +164,7 @@ def test_teacher_table_reports_the_seed_the_students_learn_from():
     assert row0["paper"] == 93.83 and row0["diff"] == pytest.approx(94.0 - 93.83)
     html = tables.style_teachers(cmp).to_html()
     assert "not in paper" in html and "not run" in html and "no student yet" in html
-    assert "σ = 0.4" in html and "γ = 0.2" in html
+    assert "σ = 0.4" in html and "γ = 0.2" in html and "best epoch (%)" in html and "94.50" in html
     text = pages.describe_teachers(cmp)
     assert text.startswith("2 teacher configurations ran on this page")
     assert "1 of them matches a row of the paper's Table II; kdnb − paper is +0.17 points" in text
@@ -193,9 +199,8 @@ def test_analysis_tables_pages_and_widgets_load_no_plotting_library():
 
 
 def test_figures_are_closed_figures():
-    ours = analysis.summarize(RUNS)
     theirs = analysis.paper_summary(paper.generalization("cifar10"))
-    assert isinstance(figures.plot_gains(ours, theirs, "student"), Figure)
+    assert isinstance(figures.plot_gains(analysis.paired_differences(RUNS), theirs, "student"), Figure)
     noise = _runs({("baseline", 0.0): [90, 91], ("baseline", 0.4): [60, 62], ("hinton", 0.4): [70, 71]}, "noise")
     assert isinstance(figures.plot_vs_condition(noise, analysis.paper_summary(paper.label_noise()), "noise"), Figure)
     hist = pd.DataFrame([{"run_id": r, "method": m, "student": s, "seed": seed, "noise": 0.0, "imbalance": None,
@@ -210,7 +215,7 @@ def test_figures_are_closed_figures():
     assert isinstance(figures.plot_curves(cur), Figure) and isinstance(figures.curves_grid(cur), Figure)
     w = widgets.explorer(cur, RUNS)
     names = [c.description for c in w.children[:-1]]
-    assert names == ["data set", "architecture", "method", "metric"]
+    assert names == ["data set", "architecture", "metric"]
 
 
 def test_curves_keep_the_final_stage_only():
@@ -290,3 +295,204 @@ def test_gain_table_sets_the_paired_gain_beside_the_papers():
     assert text.loc["Hinton", ("ResNet-8", "paper")] == "+1.16"
     assert text.loc["Hinton", ("WRN-10-2", "kdnb")] == tables.NOT_RUN
     assert text.loc["DML", ("WRN-10-2", "paper")] == "+0.98"
+
+
+# ---------------------------------------------------------------------------------------------
+# Legible figures, one series per configuration, per-class accuracy, provenance, the banner
+
+COLUMN_PX = 676  # the book's output column (the page's images are shrunk to it above this width)
+
+
+def _png_width(fig) -> int:
+    """The width in px of the PNG a notebook shows (the inline backend: bbox_inches="tight", the figure's dpi)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return Image.open(buf).size[0]
+
+
+def _smallest_font(fig) -> float:
+    from matplotlib.text import Text
+
+    return min(t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip())
+
+
+def _history_runs(methods, seeds=(0, 1), noise=(0.0,), loss=lambda m: 1.0) -> pd.DataFrame:
+    """Finished student runs with a 3-epoch history each."""
+    return pd.DataFrame([{"run_id": f"{m}{n}{s}", "role": "student", "status": "done", "method": m,
+                          "student": "resnet8", "dataset": "cifar10", "seed": s, "noise": n, "imbalance": None,
+                          "final_acc": 50.0 + s, "best_acc": 51.0 + s, "wall_s": 60.0,
+                          "history": [{"stage": "main", "epoch": e, "test_acc": 40 + e + s, "train_acc": 45 + e,
+                                       "train_loss": loss(m) / e} for e in (1, 2, 3)]}
+                         for m in methods for n in noise for s in seeds])
+
+
+def test_every_figure_fits_the_text_column_in_readable_type():
+    every = list(paper.METHODS)
+    runs = _history_runs(every, noise=(0.0, 0.4))
+    cur = analysis.curves(runs)
+    theirs = analysis.paper_summary(paper.label_noise())
+    long = analysis.transfer_long({"kdnb": paper.transfer(), "paper": paper.transfer()})
+    cmp = analysis.teacher_comparison(analysis.teacher_table(pd.DataFrame(columns=[
+        "dataset", "teacher", "noise", "imbalance", "final_acc", "best_acc", "run_id", "teaches"])), paper.teachers())
+    claims = analysis.claims_table(_runs({("baseline", "resnet8"): [50.0, 52.0], ("hinton", "resnet8"): [52.0, 54.2]}))
+    groups = pd.DataFrame([dict(method=m, group=g, mean=1.0, lo=0.0, hi=2.0) for m in every[1:]
+                           for g in ("minority", "majority")])
+    figs = {"gains": figures.plot_gains(analysis.paired_differences(runs, by=["noise"]), theirs, "noise"),
+            "vs_condition": figures.plot_vs_condition(runs, theirs, "noise"), "curves": figures.plot_curves(cur),
+            "grid": figures.curves_grid(cur), "seeds": figures.plot_seed_curves(cur, "hinton", "test_acc", "t"),
+            "teachers": figures.plot_teachers(cmp),
+            "transfer": figures.plot_transfer(paper.transfer(), paper.transfer()),
+            "bars": figures.plot_transfer_bars(long, "at"), "transfer_grid": figures.transfer_grid(long),
+            "claims": figures.plot_claims(claims), "class_gains": figures.plot_class_gains(groups)}
+    for name, fig in figs.items():
+        assert _png_width(fig) <= COLUMN_PX, name
+        assert _smallest_font(fig) >= 9, name  # 12 px at 96 dpi
+
+
+def test_teacher_curves_keep_one_series_per_configuration():
+    # the clean and the γ = 1 ResNet-26 teachers share σ = 0 and seed 0: two configurations, never one series
+    truns = pd.DataFrame([{"run_id": r, "role": "teacher", "status": "done", "method": "baseline",
+                           "student": "resnet26", "dataset": "cifar10", "seed": 0, "noise": n, "imbalance": g,
+                           "history": [{"stage": "main", "epoch": e, "test_acc": a + e} for e in (1, 2, 3)]}
+                          for r, n, g, a in (("clean", 0.0, None, 50), ("imb", 0.0, 1.0, 20),
+                                             ("noisy", 0.4, None, 30))])
+    cur = analysis.curves(truns)
+    assert cur.groupby("setting")["run_id"].unique().map(list).to_dict() == {
+        "clean": ["clean"], "γ = 1": ["imb"], "σ = 0.4": ["noisy"]}
+    fig = figures.plot_curves(cur, by="setting")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in panels) == ["clean", "γ = 1", "σ = 0.4"]
+    assert all(len(ax.lines) == 1 for ax in panels)  # one series per teacher
+    assert not any(ax.collections for ax in panels)  # one seed: no ± sd band
+    imb = next(ax for ax in panels if ax.get_title() == "γ = 1").lines[0].get_ydata()
+    assert list(imb) == [21, 22, 23]  # the γ = 1 teacher's own curve, not an average with the clean one
+
+
+def test_learning_curves_are_small_multiples_with_the_baseline_in_each_panel():
+    runs = _history_runs(["baseline", "hinton", "bss", "at"], loss=lambda m: 13.0 if m == "bss" else 1.5)
+    cur = analysis.curves(runs)
+    fig = figures.plot_curves(cur)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["Hinton", "BSS", "AT"]  # no panel of its own for the baseline
+    for ax in panels:
+        dashed, solid = [ln for ln in ax.lines if ln.get_linestyle() == "--"], [ln for ln in ax.lines
+                                                                               if ln.get_linestyle() == "-"]
+        assert len(dashed) == 1 and len(solid) == 1 and len(ax.collections) == 1  # baseline, method, its ± sd band
+    assert panels[0].get_ylim() == panels[1].get_ylim()  # accuracies share a scale
+    loss = [ax for ax in figures.plot_curves(cur, "train_loss").axes if ax.get_visible()]
+    assert loss[1].get_ylim()[1] > 10 > 3 > loss[0].get_ylim()[1]  # BSS's loss does not flatten Hinton's
+    grid = figures.curves_grid(cur)
+    rows = {ax.get_ylabel(): ax for ax in grid.axes[::3]}  # first column: test accuracy
+    assert list(rows) == ["Baseline", "Hinton", "BSS", "AT"]
+    assert rows["Hinton"].get_ylim() == rows["BSS"].get_ylim()
+    hinton_loss, bss_loss = grid.axes[3 * 1 + 2], grid.axes[3 * 2 + 2]
+    assert bss_loss.get_ylim()[1] > 10 > 3 > hinton_loss.get_ylim()[1]
+
+
+def test_gain_figure_draws_the_paired_interval_of_every_method():
+    from matplotlib.container import ErrorbarContainer
+
+    paired = analysis.paired_differences(RUNS)
+    fig = figures.plot_gains(paired, analysis.paper_summary(paper.generalization("cifar10")), "student")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split(":")[0] for ax in panels] == ["ResNet-8", "ResNet-14"]  # stacked, paper order
+    bars = next(c for c in panels[0].containers if isinstance(c, ErrorbarContainer))
+    spans = {(round(float(s[0][1]), 3), round(float(s[1][1]), 3)) for s in bars.lines[2][0].get_segments() if len(s)}
+    at = paired.set_index(["student", "method"]).loc[("resnet8", "at")]
+    assert (round(at["lo"], 3), round(at["hi"], 3)) in spans and (4.0, 4.0) in spans  # AT's wide CI, Hinton's
+
+
+def _class_runs() -> pd.DataFrame:
+    accs = {("baseline", 0): [90, 80, 70, 10, 20], ("baseline", 1): [92, 82, 72, 12, 18],
+            ("hinton", 0): [90, 80, 70, 20, 30], ("hinton", 1): [92, 80, 72, 14, 26], ("at", 0): None}
+    return pd.DataFrame([{"run_id": f"{m}{s}", "role": "student", "status": "done", "method": m,
+                          "student": "resnet8", "imbalance": 1.0, "seed": s, "class_acc": a}
+                         for (m, s), a in accs.items()])
+
+
+def test_per_class_accuracy_and_the_minority_gain_pair_by_seed():
+    counts = [100, 80, 60, 40, 20]  # median 60: classes 3 and 4 are the minority
+    assert analysis.minority_classes(counts) == [3, 4]
+    per_class = analysis.class_accuracy(_class_runs())
+    assert len(per_class) == 4 * 5 and "at" not in set(per_class["method"])  # AT's record predates class_acc
+    g = analysis.class_groups(per_class, {1.0: counts}).set_index(["method", "group"])
+    h = g.loc[("hinton", "minority")]  # seed 0: 25 − 15 = +10, seed 1: 20 − 15 = +5
+    assert (h["acc"], h["mean"], h["n"]) == (22.5, 7.5, 2)
+    assert h["lo"] == pytest.approx(7.5 - 12.706 * math.sqrt(12.5) / math.sqrt(2))
+    assert g.loc[("hinton", "majority"), "mean"] == pytest.approx((0 - 2 / 3) / 2)
+    assert g.loc[("baseline", "minority"), "acc"] == 15.0 and g.loc[("baseline", "minority"), "n"] == 0
+    cell = per_class[per_class["method"].isin(["baseline", "hinton"])]
+    html = tables.style_class_acc(cell, counts, ["a", "b", "c", "d", "e"]).to_html()
+    assert ">d</th>" in html and ">40</th>" in html and html.count(tables.CSS_MINORITY.rstrip(";")) >= 1
+    text = tables.style_class_groups(g.reset_index()).data
+    assert text.loc["Hinton", ("minority classes", "gain (points)")].startswith("+7.50 [")
+    assert isinstance(figures.plot_class_gains(g.reset_index()), Figure)
+
+
+def test_imbalance_page_says_when_records_predate_per_class_accuracy():
+    from kdnb.study import Params
+
+    p = Params(profile="mini", dataset="cifar10", train_per_class=1000, imbalance=[1.0], imbalance_n_max=1000,
+               imbalance_n_min=50)
+    counts = pages.class_counts(p)[1.0]
+    assert len(counts) == 10 and counts[0] == 1000 and counts[-1] == 50
+    (line,) = pages.class_tables(analysis.class_accuracy(RUNS), p)
+    assert "predate per-class recording" in line.data and "kdnb study params/mini/imbalance.yaml" in line.data
+    shown = pages.class_tables(analysis.class_accuracy(_class_runs().assign(
+        class_acc=lambda d: d["class_acc"].map(lambda a: a and a * 2))), p)
+    assert len(shown) == 3 and "below the median): dog, frog, horse, ship, truck" in shown[0].data
+
+
+def test_provenance_names_machines_precision_wall_time_and_the_headline():
+    runs = RUNS.assign(device=["NVIDIA H200"] + ["cpu"] * (len(RUNS) - 1), cpu="Intel Xeon", precision="bf16",
+                       wall_s=[60.0] * (len(RUNS) - 1) + [7500.0])
+    text = pages.provenance(runs)
+    assert "10 finished runs on CPU Intel Xeon: 9 runs, NVIDIA H200: 1 run, in bf16" in text
+    assert "2.2 h of training in total, median 60 s per run" in text
+    assert "headline number is the final-epoch test accuracy** (`final_acc`)" in text and "best_acc" in text
+    old = pages.provenance(RUNS.drop(columns=["wall_s"]))  # records without cpu, precision, wall time
+    assert "CPU (model not recorded)" in old and "precision not recorded" in old and "no training time" in old
+    block = pages.comparison(RUNS, analysis.paper_summary(paper.generalization("cifar10")), "student",
+                             list(paper.STUDENTS), "kdnb", "III")
+    captions = [b.caption for b in block if hasattr(b, "caption")]
+    assert any("final-epoch test accuracy (%; the headline)" in c for c in captions)
+    best = next(b.data for b in block if "best-epoch test accuracy" in str(getattr(b, "data", "")))
+    assert "Its companion: the best-epoch accuracy" in best and "82.00 ± 1.41" in best  # best_acc = final_acc + 1
+    assert "not run by this profile: ResNet-20" in block[2].data
+
+
+def test_banner_carries_the_headline_numbers():
+    assert pages.banner("mini") == pages.banner("mini", "")  # every old call still works
+    assert "Mini profile" in pages.banner("mini", "Of the paper's 4") and "Of the paper's 4" in pages.banner(
+        "mini", "Of the paper's 4")
+    assert pages.banner("paper", "x") == '<div class="kdnb-headline">x</div>'
+    runs = RUNS.assign(teacher=RUNS["method"].map({"hinton": "resnet26"}), epochs=8, train_per_class=1000)
+    text = pages.headline_of({"runs": runs, "counts": {"agrees": 2, "disagrees": 1, "inconclusive": 3,
+                                                       "not testable": 4}})
+    assert text.startswith("This build: 10 finished student runs (ResNet-8 ← ResNet-26, ResNet-14 ← ResNet-26; 8 "
+                           "epochs, 2 seeds, 1,000 training images per class)")
+    assert "Of the paper's 10 findings, 2 agree, 1 disagree, 3 are inconclusive and 4 cannot be tested" in text
+
+
+def test_coverage_sets_this_build_beside_the_papers_scope():
+    noisy = _runs({("baseline", 0.4): [40.0, 41.0], ("hinton", 0.4): [45.0, 44.0]}, column="noise")
+    teacher = RUNS.iloc[:1].assign(run_id="t", role="teacher", student="resnet26")
+    cov = pages.coverage(pd.concat([RUNS, noisy, teacher], ignore_index=True), None).set_index("experiment")
+    built = cov["this build"]
+    assert len(cov) == 6 and built["Table IV: CIFAR-100"] == "not run" and built["Fig. 1: transferability"] == \
+        "not computed"
+    assert built["Table III: CIFAR-10"].startswith("ResNet-8, ResNet-14;") and "10 finished runs" in built.iloc[1]
+    assert "σ = 0.4; 2 methods; 4 finished runs" in built["Table V: label noise"]
+    assert built["Table II: teachers"] == "ResNet-26, 1 data condition, 1 run"
+    assert "σ ∈ {0.2, 0.4, 0.6}" in cov.loc["Table V: label noise", "the paper"]
+
+
+def test_transfer_table_keeps_its_summary_columns_in_view():
+    html = tables.style_transfer(paper.transfer()).to_html()
+    assert "writing-mode: vertical-rl" in html  # upright headers: the 12 columns fit the text column
+    mean = list(paper.TRANSFER_COLUMNS).index("mean")
+    assert f".col{mean}" in html and "border-left: 2px solid" in html
