@@ -8,14 +8,14 @@ so the explorers respond in the static book (no kernel, no network) exactly as i
 Learning curves (``explorer``): one dropdown per setting dimension (data set, architecture, and the
 condition when it varies) selects a branch of nested Stacks, and the metric dropdown, linked to
 every leaf, selects the view. A view is one setting × one metric and shows *all* methods as small
-multiples (each method's seeds, with the baseline's seeds dashed), followed by the setting's
-table of seeds; a view per method would multiply the page by the 12 methods.
+multiples (``kdnb.figures.plot_curves``: the mean over seeds ± sd, the baseline dashed in each
+panel), followed by the setting's table of seeds; a view per method would multiply the page by the 12 methods.
 
 Page size: the saved widget state is embedded in the page, so it is what the views cost. A view is
-a PNG at ``DPI`` = 72 quantized to ``COLORS`` colours, as base64: 12 panels ≈ 16 KB at 8 epochs × 2
-seeds (mini) and ≈ 25-30 KB at 200 epochs × 5 seeds; one panel (teachers) or a bar chart (transfer)
-≈ 7-12 KB. Each HTML widget adds ≈ 2.2 KB of models (its layout and style), a seed table ≈ 2 KB.
-Paper profile, measured on synthetic inputs of the paper's shape (state per page):
+a PNG at ``DPI`` quantized to ``COLORS`` colours, as base64. Each HTML widget adds ≈ 2.2 KB of models
+(its layout and style), a seed table ≈ 2 KB. Measured on the mini build (8 epochs × 2 seeds): whole
+results pages of 152-236 kB at 96 dpi (140-211 kB at 72 dpi). Paper profile, measured at 72 dpi on
+synthetic inputs of the paper's shape (state per page; at 96 dpi the mini pages grew by 4-12 %):
 
 * generalization: 2 data sets × 8 students = 16 settings × 3 metrics = 48 views ≈ 1.5 MB
 * label noise, imbalance: 4 conditions × 3 metrics = 12 views ≈ 0.4 MB each
