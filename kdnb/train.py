@@ -102,8 +102,10 @@ def correct_by_class(models: dict[str, nn.Module], data: DeviceData, batch_size:
         with autocast or contextlib.nullcontext():
             for k, m in models.items():
                 logits = m(x)
-                hits = torch.bincount(y[logits.argmax(1) == y], minlength=logits.shape[1])
-                correct[k] = correct[k] + hits if k in correct else hits
+                if k not in correct:
+                    correct[k] = torch.zeros(logits.shape[1], dtype=torch.long, device=y.device)
+                # scatter_add, not bincount or a boolean mask: neither syncs with the host on CUDA
+                correct[k].scatter_add_(0, y, (logits.argmax(1) == y).long())
     for k, m in models.items():
         m.train(modes[k])
     return correct
