@@ -14,8 +14,8 @@ panel), followed by the setting's table of seeds; a view per method would multip
 Page size: the saved widget state is embedded in the page, so it is what the views cost. A view is
 a PNG at ``DPI`` quantized to ``COLORS`` colours, as base64. Each HTML widget adds ≈ 2.2 KB of models
 (its layout and style), a seed table ≈ 2 KB. Measured on the mini build (8 epochs × 2 seeds): whole
-results pages of 152-236 kB at 96 dpi (140-211 kB at 72 dpi). Paper profile, measured at 72 dpi on
-synthetic inputs of the paper's shape (state per page; at 96 dpi the mini pages grew by 4-12 %):
+results pages of 152-236 kB at 96 dpi. Paper profile, measured at 72 dpi with per-seed curves (an
+earlier version of the views) on synthetic inputs of the paper's shape, state per page:
 
 * generalization: 2 data sets × 8 students = 16 settings × 3 metrics = 48 views ≈ 1.5 MB
 * label noise, imbalance: 4 conditions × 3 metrics = 12 views ≈ 0.4 MB each
