@@ -698,20 +698,20 @@ def protocol_text(cells: pd.DataFrame, p: Params) -> str:
 # ---------------------------------------------------------------------------------------------
 # Ablations of the generalization grid (params/<profile>/ablations/*.yaml)
 
-# (label, ablation file, its method, the reference: "main" (the page's grid) or a file, the reference's
-# method, what the contrast asks)
+# (label, ablation file, its method, the reference's file, the reference's method, what the contrast asks)
 ABLATIONS = (
-    ("BSS, standard scheme − official recipe", "bss_standard.yaml", "bss", "main", "bss",
+    ("BSS, standard scheme − official recipe", "bss_standard.yaml", "bss", "bss_official.yaml", "bss",
      "does BSS's recipe matter"),
     ("Baseline, 12 − 8 epochs (fp32)", "one_schedule_control.yaml", "baseline", "baseline_fp32.yaml", "baseline",
      "what ONE's 12-epoch schedule alone gives the baseline"),
 )
 
 
-def ablations(params_dir: str | Path, runs: pd.DataFrame, store: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The ablations of ``ABLATIONS`` found in ``<params_dir>/ablations``, each as paired differences per seed
     against its reference (``analysis.paired_between``), plus ONE − baseline of the page's grid ``runs`` for
-    context; and one line per ablation or run that is not there (never an error)."""
+    context; and one line per ablation or run that is not there (never an error). Each ablation file names
+    its own store (the BSS pair keeps one with its teacher's weights), relative to the working directory."""
     folder, rows, absent = Path(params_dir) / "ablations", [], []
 
     def grid_runs(name: str) -> pd.DataFrame | None:
@@ -719,9 +719,7 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame, store: str | None = No
         if not path.is_file():
             absent.append(f"`{path}` is not in this profile")
             return None
-        g = load_params_file(path)[0]
-        g = dataclasses.replace(g, store=store) if store else g
-        study = Study(g)
+        study = Study(load_params_file(path)[0])
         st = study.status()
         lack = st[(st["role"] == "student") & (st["state"] != "done")]
         if len(lack):
@@ -736,7 +734,7 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame, store: str | None = No
 
     for name, file, method, ref, ref_method, question in ABLATIONS:
         a = grid_runs(file)
-        b = runs if ref == "main" else grid_runs(ref)
+        b = grid_runs(ref)
         if a is None or b is None:
             continue
         rows.append({"ablation": name, "question": question, **paired_between(cell(a, method), cell(b, ref_method))})
@@ -757,7 +755,8 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str]) -> str:
     out = []
     bss = by.get(ABLATIONS[0][0])
     if bss is not None:
-        out.append(f"BSS under the standard scheme instead of its official recipe: {iv(bss)}.")
+        out.append(f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
+                   f"(retrained with the main grid's teacher config in the ablation's own store): {iv(bss)}.")
     longer, one = by.get(ABLATIONS[1][0]), by.get("ONE − baseline, main grid")
     if longer is not None:
         text = f"Training the baseline for ONE's 12 epochs instead of 8: {iv(longer)}"

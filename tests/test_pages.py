@@ -173,7 +173,7 @@ def test_ablations_pair_by_seed_and_name_what_is_missing(tmp_path):
     abl, absent = pages.ablations(tmp_path, main)  # no ablations folder: only the context row, never an error
     assert list(abl["ablation"]) == ["ONE − baseline, main grid"]
     assert abl.loc[0, "mean"] == 5.5 and abl.loc[0, "seeds"] == [0, 1]
-    assert len(absent) == 3 and all("not in this profile" in a for a in absent)
+    assert len(absent) == 4 and all("not in this profile" in a for a in absent)
     text = pages.ablations_text(abl, absent)
     assert "Not shown yet" in text and "bss_standard.yaml" in text
 
