@@ -27,6 +27,20 @@ def test_every_mini_run_is_done(path):
     assert len(st) and (st["state"] == "done").all(), st[st["state"] != "done"].to_string()
 
 
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_every_ablation_run_is_done_traceably_in_its_own_store(path):
+    """The ablations name their stores (the BSS pair keeps one with its teacher's weights); the book shows
+    them from there, so each of their runs is stored, made from a traceable tree."""
+    p = load_params(str(path))
+    study = Study(load_params(str(path), store=str(ROOT / p.store)))
+    st = study.status()
+    assert len(st) and (st["state"] == "done").all(), st[st["state"] != "done"].to_string()
+    for run_id in st["run_id"]:
+        r = study.store.read(run_id)
+        assert r["config"]["precision"] == p.precision and r["segments"], run_id
+        assert "dirty" not in r["code_version"] or r["code_diff"] is not None, run_id
+
+
 def test_records_carry_config_code_version_and_environment():
     records = list(Store(MINI).records())
     main = {r for path in PARAMS for r in Study(load_params(str(path), store=MINI)).status()["run_id"]}
