@@ -564,7 +564,8 @@ def main(json_out: bool = False, device: str = "auto", steps: int | None = None,
     return 1 if failed else 0
 
 
-def cli(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The options of ``python -m kdnb.bench`` (``kernel_profile.cli`` adds ``--profile VARIANT``)."""
     ap = argparse.ArgumentParser(prog="python -m kdnb.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--device", default="auto")
@@ -581,19 +582,13 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the JSON here after every variant (partial results survive)")
     ap.add_argument("--barrier", help="folder for a start barrier shared by --procs concurrent processes")
     ap.add_argument("--procs", type=int, default=1)
-    ap.add_argument("--profile", metavar="VARIANT", help="profile one variant of the first pair instead")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def cli(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.profile:
-        from benchmarks.kernel_profile import profile
-
-        r = profile((a.pairs or DEFAULT_PAIRS)[0], a.profile, a.device, a.steps or 10, a.workers)
-        print(r.pop("table"))
-        print(json.dumps(r, indent=1))
-        if a.out:
-            _write(a.out, r)
-        return 0
     barrier = _file_barrier(a.barrier, a.procs) if a.barrier else None
     return main(a.json, a.device, a.steps, a.pairs, variants=a.variants, repeats=a.repeats, warmup=a.warmup,
                 workers=a.workers, train_images=a.train_images, out=a.out, barrier=barrier,

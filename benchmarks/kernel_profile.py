@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from typing import Any
 
@@ -9,7 +11,7 @@ import torch
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as tprofile
 
-from benchmarks.bench import TRAIN_IMAGES, Pair, _arrays, _sync, environment, setup
+from benchmarks.bench import DEFAULT_PAIRS, TRAIN_IMAGES, Pair, _arrays, _sync, _write, environment, parser, setup
 from kdnb.train import resolve_device
 
 # op or kernel name fragments per category; data loading and the optimizer step are found by their
@@ -95,3 +97,22 @@ def profile(pair: str, variant: str, device: str = "auto", steps: int = 10, work
         out["aten_ops_per_step"] = sum(e.count for e in ka if e.key.startswith("aten::")) / steps
     out["table"] = ka.table(sort_by=attr, row_limit=top)
     return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m kdnb.bench --profile VARIANT [bench options]``: print the profile's table and JSON."""
+    ap = parser()
+    ap.add_argument("--profile", metavar="VARIANT", required=True, help="the variant to profile (first pair)")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    r = profile((a.pairs or DEFAULT_PAIRS)[0], a.profile, a.device, a.steps or 10, a.workers)
+    print(r.pop("table"))
+    print(json.dumps(r, indent=1))
+    if a.out:
+        _write(a.out, r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

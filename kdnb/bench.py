@@ -1,7 +1,8 @@
 """``kdnb bench``: the speed benchmark, which lives beside the package in the source checkout's ``benchmarks/``
 (with the conventional reference loop and the fused multi-seed prototype it measures), not in the package.
 
-``python -m kdnb.bench [options]`` runs ``benchmarks/bench.py``'s command line; ``--help`` lists the options.
+``python -m kdnb.bench [options]`` runs ``benchmarks/bench.py``'s command line (``--help`` lists the options);
+with ``--profile VARIANT`` it runs ``benchmarks/kernel_profile.py``'s instead.
 """
 
 from __future__ import annotations
@@ -35,4 +36,4 @@ def main(**options: Any) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(benchmark().cli())
+    sys.exit(benchmark("kernel_profile" if "--profile" in sys.argv else "bench").cli())

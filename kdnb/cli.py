@@ -1,6 +1,8 @@
-"""The ``kdnb`` command: train one run, run a study grid, build the book, benchmark the loop.
+"""The ``kdnb`` command: train one run, run a study grid, benchmark the loop.
 
-Bad input exits with status 2 and one line naming the bad value and the valid choices.
+``kdnb book`` is added by the report layer (``kdnb.report.cli``, the installed entry point), so the
+engine never imports it. Bad input exits with status 2 and one line naming the bad value and the
+valid choices.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +27,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _parser() -> argparse.ArgumentParser:
+# A subcommand: its help, a function that adds its arguments, and its handler.
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def _parser(extra: dict[str, Command]) -> argparse.ArgumentParser:
     p = _Parser(prog="kdnb", description="Knowledge Distillation Beyond Model Compression, re-run.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _train_parser(sub.add_parser("train", help="train one run (and its teacher when missing)"))
     _study_parser(sub.add_parser("study", help="train what a params file's grid lacks in the store"))
-    _book_parser(sub.add_parser("book", help="execute the notebooks with a profile's params, then build the HTML book"))
     bench = sub.add_parser("bench", help="the kdnb loop against a conventional loop, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--steps", type=int)
     bench.add_argument("--pairs", nargs="+")
+    for name, (help_, add_arguments, _) in extra.items():
+        add_arguments(sub.add_parser(name, help=help_))
     return p
 
 
@@ -79,17 +87,6 @@ def _study_parser(s: argparse.ArgumentParser) -> None:
                    help="retrain runs recorded under an older numerics revision (default: keep them)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
-
-
-def _book_parser(b: argparse.ArgumentParser) -> None:
-    b.add_argument("--profile", default="mini")
-    b.add_argument("--no-train", action="store_true", help="refuse to train; fail naming the missing runs")
-    b.add_argument("--only", nargs="+", help="execute only these sections")
-    b.add_argument("--skip-build", action="store_true", help="execute notebooks only")
-    b.add_argument("--root", help="the checkout to build (default: the working directory)")
-    b.add_argument("--cell-timeout", type=int, metavar="SECONDS",
-                   help="stop a notebook whose cell runs longer (0: no limit; default: 1800 when nothing is "
-                        "trained, no limit when the build trains)")
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -160,22 +157,17 @@ def _study(a: argparse.Namespace) -> int:
     return 0
 
 
-def _book(a: argparse.Namespace) -> int:
-    from kdnb.book import build_book
-
-    return build_book(a.profile, train=not a.no_train, only=a.only, build=not a.skip_build, root=a.root,
-                      cell_timeout=a.cell_timeout)
-
-
 def _bench(a: argparse.Namespace) -> int:
     from kdnb.bench import main as bench_main
 
     return bench_main(json_out=a.json, device=a.device, steps=a.steps, pairs=a.pairs)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra: dict[str, Command] | None = None) -> int:
+    """Run the command line; ``extra`` adds subcommands (the report layer adds ``book``)."""
+    extra = extra or {}
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(extra).parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2, already printed in one line)
         return int(exit_.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -184,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from kdnb.store import CorruptRecord
     from kdnb.study import MissingRuns, TeacherFailed
 
-    handlers = {"train": _train, "study": _study, "book": _book, "bench": _bench}
+    handlers = {"train": _train, "study": _study, "bench": _bench, **{k: v[2] for k, v in extra.items()}}
     try:
         return handlers[args.command](args)
     except (ConfigError, DataNotFound, MissingRuns) as err:

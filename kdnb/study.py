@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from kdnb import NUMERICS_REVISION, paper
+from kdnb import NUMERICS_REVISION
 from kdnb import store as store_mod
 from kdnb.config import ConfigError, RunConfig
 from kdnb.data import DataSpec
@@ -408,7 +408,7 @@ def transfer_sources(runs: pd.DataFrame, student: str) -> tuple[dict[str, list[s
     from, as their records say (``teacher_run``; None when no method uses a teacher)."""
     st = runs[(runs["role"] == "student") & (runs["student"] == student) & (runs["status"] == "done")]
     ids = {m: list(st[st["method"] == m].sort_values("seed")["run_id"])
-           for m in paper.METHODS if m in set(st["method"])}
+           for m in METHODS if m in set(st["method"])}
     teachers = sorted(st["teacher_run"].dropna().unique()) if "teacher_run" in st else []
     if len(teachers) > 1:
         raise ValueError(f"the {student} students learned from {len(teachers)} teacher runs ({', '.join(teachers)}); "

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def smoke_book() -> Path:
     """Execute every notebook with the smoke profile and build the HTML (``kdnb book --profile smoke``);
     runs already in build/store-smoke are reused. Returns the repository root."""
-    from kdnb.book import build_book
+    from kdnb.report.book import build_book
 
     os.environ.setdefault("KDNB_DATA", str(ROOT.parent / "shared" / "data"))
     rc = build_book("smoke")

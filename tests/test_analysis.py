@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from kdnb import analysis
-from kdnb.analysis import ALL, CONDITION, claim_verdict, claims_table, paired_interval, transfer_claims
+from kdnb.report import analysis
+from kdnb.report.analysis import ALL, CONDITION, claim_verdict, claims_table, paired_interval, transfer_claims
 
 
 def _runs(accs: dict[tuple, list[float]]) -> pd.DataFrame:

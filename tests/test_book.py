@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from kdnb import store
-from kdnb.book import NOTEBOOKS, checkout_problem, page_grids, trains
+from kdnb.report.book import NOTEBOOKS, checkout_problem, page_grids, trains
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,8 +31,8 @@ ANCHORS = {"Data": "protocol-data", "Label noise": "protocol-label-noise", "Clas
 def kdnb_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", KDNB_DATA=os.environ.get("KDNB_DATA", str(ROOT.parent / "shared" /
                                                                                            "data")))
-    return subprocess.run([sys.executable, "-m", "kdnb.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "kdnb.report.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def tiny_notebook(title: str, *code: str) -> nbformat.NotebookNode:
@@ -142,7 +142,7 @@ def test_kernel_client_waits_in_short_slices_up_to_the_whole_timeout():
     import zmq.asyncio
     from jupyter_client.session import Session
 
-    from kdnb.book import POLL_S, _kernel_manager_class
+    from kdnb.report.book import POLL_S, _kernel_manager_class
 
     client = _kernel_manager_class()(kernel_name="python3").client()
     channel_class = type(client).shell_channel_class.default_value
@@ -188,7 +188,7 @@ def test_kernel_client_waits_in_short_slices_up_to_the_whole_timeout():
 
 @pytest.mark.notebook
 def test_a_stuck_cell_stops_the_notebook_and_is_named(tmp_path, capsys):
-    from kdnb.book import build_book
+    from kdnb.report.book import build_book
 
     (tmp_path / "book").mkdir()
     (tmp_path / "params" / "tiny").mkdir(parents=True)

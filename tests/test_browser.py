@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kdnb.book import NOTEBOOKS
+from kdnb.report.book import NOTEBOOKS
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.browser,

@@ -47,7 +47,7 @@ def test_the_command_refuses_a_seed_clash_in_one_line(tmp_path, capsys):
 
 
 def test_paper_profile_seeds_are_independent():
-    from kdnb.book import grid_files
+    from kdnb.report.book import grid_files
     from kdnb.study import load_params
 
     for path in grid_files(ROOT / "params" / "paper"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kdnb.book import grid_files
+from kdnb.report.book import grid_files
 from kdnb.store import Store
 from kdnb.study import Study, load_params, transfer_key, transfer_path, transfer_settings, transfer_sources
 

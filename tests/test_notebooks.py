@@ -12,8 +12,8 @@ import nbformat
 import pytest
 import yaml
 
-from kdnb.book import NOTEBOOKS, SUMMARY_PAGE, select
-from kdnb.pages import load_params_file
+from kdnb.report.book import NOTEBOOKS, SUMMARY_PAGE, select
+from kdnb.report.pages import load_params_file
 from kdnb.study import Params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_smoke_notebook_executed_cleanly(smoke_book, name):
 
 @pytest.mark.notebook
 def test_failed_notebook_keeps_the_last_good_page_and_is_named(tmp_path, capsys):
-    from kdnb.book import build_book
+    from kdnb.report.book import build_book
 
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "04-transferability.ipynb").write_bytes((BOOK / "04-transferability.ipynb").read_bytes())

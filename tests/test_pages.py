@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kdnb import pages
 from kdnb import store as store_mod
+from kdnb.report import pages
 from kdnb.study import (
     Params,
     Study,
@@ -138,7 +138,7 @@ def pages_path(study, rec):
 
 
 def test_paper_protocol_cells_show_finished_and_in_progress_runs(tmp_path):
-    from kdnb import analysis, tables
+    from kdnb.report import analysis, tables
     from kdnb.train import train_run
 
     p = Params(profile="paper", section="generalization", store=str(tmp_path / "store"), dataset="synthetic",

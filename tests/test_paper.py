@@ -1,11 +1,11 @@
-"""Sanity checks on the transcription of the paper's Tables II-VI and Fig. 1 (kdnb.paper)."""
+"""Sanity checks on the transcription of the paper's Tables II-VI and Fig. 1 (kdnb.report.paper)."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from kdnb import paper
+from kdnb.report import paper
 
 METHODS = ["baseline", "hinton", "bss", "fitnet", "fsp", "at", "sp", "rkd_d", "rkd_a", "rkd_da", "one", "dml"]
 

@@ -1,5 +1,5 @@
-"""The book's numbers, tables, figures, widgets and prose on synthetic frames (kdnb.analysis, kdnb.tables,
-kdnb.figures, kdnb.widgets, kdnb.pages)."""
+"""The book's numbers, tables, figures, widgets and prose on synthetic frames (kdnb.report.analysis, kdnb.report.tables,
+kdnb.report.figures, kdnb.report.widgets, kdnb.report.pages)."""
 
 import math
 import subprocess
@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from kdnb import analysis, figures, pages, paper, tables, widgets  # noqa: E402
+from kdnb.report import analysis, figures, pages, paper, tables, widgets  # noqa: E402
 
 
 def _runs(cells: dict[tuple[str, str], list[float]], column: str = "student") -> pd.DataFrame:
@@ -192,7 +192,7 @@ def test_t_quantiles():
 
 
 def test_analysis_tables_pages_and_widgets_load_no_plotting_library():
-    code = ("import sys, kdnb.analysis, kdnb.tables, kdnb.pages, kdnb.widgets; "
+    code = ("import sys, kdnb.report.analysis, kdnb.report.tables, kdnb.report.pages, kdnb.report.widgets; "
             "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'seaborn', 'ipywidgets')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""The explorers of kdnb.widgets on synthetic frames: precomputed views in Stacks, switched by dropdowns through
+"""The explorers of kdnb.report.widgets on synthetic frames: precomputed views in Stacks, switched by dropdowns through
 front-end links (kept in the saved widget state), one view per choice, each naming its choice."""
 
 import base64
@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from kdnb import analysis, paper, widgets  # noqa: E402
+from kdnb.report import analysis, paper, widgets  # noqa: E402
 
 
 def _frames(settings: list[tuple[str, str, float]], methods=("baseline", "hinton"), seeds=(0, 1), epochs=3):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from kdnb.pages import banner
+from kdnb.report.pages import banner
 
 # notebook (book/<name>.ipynb) -> section (params/<profile>/<section>.yaml), in the order they are executed:
 # the summary page (first in _toc.yml) reads the stored runs of the others, so it is executed last

@@ -1,5 +1,5 @@
 """The book's tables: pandas Stylers in the paper's layout (mean ± std, best of a column in bold, below
-the baseline in blue), from the frames of ``kdnb.analysis``. Every table carries the ``kdnb-table``
+the baseline in blue), from the frames of ``kdnb.report.analysis``. Every table carries the ``kdnb-table``
 class (compact font, sideways scrolling; book/_static/kdnb.css)."""
 
 from __future__ import annotations
@@ -11,7 +11,17 @@ import pandas as pd
 from IPython.display import HTML
 from pandas.io.formats.style import Styler
 
-from kdnb.analysis import ORDER, below_mask, best_mask, column_label, difference, gains, label, minority_classes, wide
+from kdnb.report.analysis import (
+    ORDER,
+    below_mask,
+    best_mask,
+    column_label,
+    difference,
+    gains,
+    label,
+    minority_classes,
+    wide,
+)
 
 NOT_RUN = "not run"
 NOT_IN_PAPER = "not in paper"
@@ -285,7 +295,7 @@ def style_protocol(cells: pd.DataFrame) -> Styler:
 
 
 def style_ablations(abl: pd.DataFrame) -> Styler:
-    """Ablations as paired differences per seed (``kdnb.pages.ablations``)."""
+    """Ablations as paired differences per seed (``kdnb.report.pages.ablations``)."""
     def ci(lo: float, hi: float) -> str:
         return "" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
 

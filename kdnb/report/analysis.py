@@ -7,12 +7,12 @@ Frames used here:
   device, teacher_run, history, and for a teacher ``teaches`` (the seed its students learn from); newer
   records add cpu, precision and class_acc (per-class test accuracy).
 - summary: one row per (cell, method) with ``mean``, ``std`` (sample std, ddof = 1) and ``n`` (seeds);
-  ``summarize`` makes it from runs, and the paper's tables (``kdnb.paper``) have the same shape.
+  ``summarize`` makes it from runs, and the paper's tables (``kdnb.report.paper``) have the same shape.
 - paired: one row per (cell, method) with the mean, std, n and 95 % interval (lo, hi) of the per-seed
   method − baseline differences (``paired_differences``).
 - curves: per-epoch history of the runs (``curves``).
 - matrix: a transfer matrix (index = target, columns = source, with a ``mean`` row and column and a
-  ``teacher`` column), as ``kdnb.study.Study.transfer`` and ``kdnb.paper.transfer`` give it.
+  ``teacher`` column), as ``kdnb.study.Study.transfer`` and ``kdnb.report.paper.transfer`` give it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kdnb import paper
+from kdnb.report import paper
 
 ORDER = list(paper.METHODS)
 METRICS = {"test_acc": "test accuracy (%)", "train_acc": "training accuracy (%)", "train_loss": "training loss"}
@@ -94,7 +94,7 @@ def summarize(runs: pd.DataFrame, by: Sequence[str] = ("student",), metric: str 
 
 
 def paper_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """A paper table (``kdnb.paper``) as a summary: mean, std, n = 5 seeds."""
+    """A paper table (``kdnb.report.paper``) as a summary: mean, std, n = 5 seeds."""
     return table.drop(columns=["bold"], errors="ignore").assign(n=paper.SEEDS)
 
 
@@ -689,7 +689,7 @@ def verdict_counts(*tables: pd.DataFrame) -> dict[str, int]:
 
 
 def against_paper(cells: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFrame:
-    """Runs at the paper's protocol (``kdnb.pages.protocol_cells``) beside Table III (or IV): the paper's
+    """Runs at the paper's protocol (``kdnb.report.pages.protocol_cells``) beside Table III (or IV): the paper's
     mean and std, ``diff`` = acc − mean and ``within`` (|diff| ≤ 2 std of the paper's seeds; None for a run
     in progress)."""
     theirs = paper.generalization(dataset)[["student", "method", "mean", "std"]]

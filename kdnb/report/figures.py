@@ -1,4 +1,4 @@
-"""The book's figures (matplotlib and seaborn), from the frames of ``kdnb.analysis``.
+"""The book's figures (matplotlib and seaborn), from the frames of ``kdnb.report.analysis``.
 
 Each function returns a matplotlib Figure, already closed so that a notebook shows it once, with
 ``display``. Figures are drawn in the book's style (``STYLE``) without touching the global rcParams,
@@ -23,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from kdnb.analysis import (
+from kdnb.report.analysis import (
     METRICS,
     ORDER,
     column_label,

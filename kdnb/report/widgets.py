@@ -8,7 +8,7 @@ so the explorers respond in the static book (no kernel, no network) exactly as i
 Learning curves (``explorer``): one dropdown per setting dimension (data set, architecture, and the
 condition when it varies) selects a branch of nested Stacks, and the metric dropdown, linked to
 every leaf, selects the view. A view is one setting × one metric and shows *all* methods as small
-multiples (``kdnb.figures.plot_curves``: the mean over seeds ± sd, the baseline dashed in each
+multiples (``kdnb.report.figures.plot_curves``: the mean over seeds ± sd, the baseline dashed in each
 panel), followed by the setting's table of seeds; a view per method would multiply the page by the 12 methods.
 
 Page size: the saved widget state is embedded in the page, so it is what the views cost. A view is
@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from kdnb import paper
-from kdnb.analysis import METRICS, column_label, label, sources_of
+from kdnb.report import paper
+from kdnb.report.analysis import METRICS, column_label, label, sources_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CONDITIONS = (("noise", "noise σ"), ("imbalance", "imbalance γ"))
 MEANS = {"final_acc": "mean", "best_acc": "best (mean)", "epochs": "epochs", "wall_s": "train (s)"}
-DPI = 96  # of the PNG views: kdnb.figures' dpi, so a view shows at its own size, as legible as the figures
+DPI = 96  # of the PNG views: kdnb.report.figures' dpi, so a view shows at its own size, as legible as the figures
 COLORS = 64  # the PNG views are quantized to this many colours (maximum coverage keeps the line colours): ÷ 3-4
 RANK = {name: i for i, name in enumerate(paper.LABELS)}  # the paper's order of methods, models, data sets
 
@@ -158,7 +158,7 @@ def curves_views(sel: pd.DataFrame, runs: pd.DataFrame, metrics: Sequence[str], 
     """The view of one setting: its metric views, switched by ``control``, above its table of seeds."""
     import ipywidgets
 
-    from kdnb.figures import plot_curves
+    from kdnb.report.figures import plot_curves
 
     views = [png_view(plot_curves(sel, m, title=f"{name} · {METRICS.get(m, m)}"), f"{name} · {METRICS.get(m, m)}")
              for m in metrics]
@@ -202,7 +202,7 @@ def transfer_explorer(long: pd.DataFrame) -> Any:
     (``long``: ``analysis.transfer_long``); one precomputed bar chart per source."""
     import ipywidgets
 
-    from kdnb.figures import plot_transfer_bars
+    from kdnb.report.figures import plot_transfer_bars
 
     sources = sources_of(long)
     if not sources:

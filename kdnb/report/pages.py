@@ -1,6 +1,6 @@
 """What a page of the book says: its parameters, the profile banner with the build's headline numbers,
 what it ran and on which machines, the prose that reads its numbers, and the blocks of tables that the
-results pages share. The numbers come from ``kdnb.analysis``, the styling from ``kdnb.tables``; nothing
+results pages share. The numbers come from ``kdnb.report.analysis``, the styling from ``kdnb.report.tables``; nothing
 here draws a figure.
 """
 
@@ -18,9 +18,11 @@ import pandas as pd
 import yaml
 from IPython.display import HTML, Markdown
 
-from kdnb import paper, tables
 from kdnb import store as store_mod
-from kdnb.analysis import (
+from kdnb.data import NUM_CLASSES, imbalance_counts
+from kdnb.methods import METHODS
+from kdnb.report import paper, tables
+from kdnb.report.analysis import (
     ORDER,
     SIMILAR_POINTS,
     against_paper,
@@ -46,8 +48,7 @@ from kdnb.analysis import (
     verdict_counts,
     wide,
 )
-from kdnb.data import NUM_CLASSES, imbalance_counts
-from kdnb.methods import METHODS
+from kdnb.report.tables import duration
 from kdnb.study import (
     Params,
     Study,
@@ -57,7 +58,6 @@ from kdnb.study import (
     transfer_settings,
     transfer_sources,
 )
-from kdnb.tables import duration
 
 PARAM_KEYS = tuple(f.name for f in dataclasses.fields(Params))
 TEACHER_SECTIONS = ("generalization", "label_noise", "imbalance", "transferability")  # every section with students
