@@ -1,0 +1,113 @@
+"""The committed subset60 store (results/subset60) holds honest records, section by section.
+
+The profile (params/subset60) is trained seed-major: all methods of seed 0, then seed 1, then seed 2,
+so every completed seed gives a paired table, and its store is committed as sections progress. These
+tests read the committed store: every record belongs to the profile, is finished, traceable and in
+the profile's one precision; each condition's teacher is done and ahead of its baseline students; the
+seeds a section has finished form a prefix of its seeds; what the transfer matrix and a later resume
+need (the teachers' and clean students' weights, unfinished runs' checkpoints) is committed with it.
+"""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kdnb.report.book import grid_files
+from kdnb.store import Store
+from kdnb.study import Study, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+PDIR = ROOT / "params" / "subset60"
+STORE = ROOT / "results" / "subset60"
+GRIDS = [p for p in grid_files(PDIR) if load_params(str(p)).section != "teachers"]
+
+
+def _study(path: Path) -> Study:
+    return Study(load_params(str(path), store=str(STORE)))
+
+
+def _complete_seeds(study: Study) -> list[int]:
+    """Seeds of the grid whose student runs (all methods, all conditions) are done."""
+    st = study.status()
+    st = st[st["role"] == "student"]
+    return [s for s in study.params.seeds if (st[st["seed"] == s]["state"] == "done").all()]
+
+
+def test_the_store_is_committed_with_the_clean_teacher():
+    teacher = _study(PDIR / "teachers.yaml").status()
+    assert len(teacher) == 1 and teacher["state"].iloc[0] == "done", teacher.to_string()
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_finished_seeds_form_a_prefix(path):
+    """Seed-major training: seed s is finished only if every seed before it is."""
+    study = _study(path)
+    done = _complete_seeds(study)
+    assert done == study.params.seeds[:len(done)], done
+
+
+def test_every_record_belongs_to_the_profile_and_is_traceable():
+    grids = {p: _study(p) for p in grid_files(PDIR)}
+    ids = {rid for s in grids.values() for rid in s.status()["run_id"]}
+    records = [r for r in Store(STORE).records() if r.get("kind", "run") == "run"]
+    assert records
+    for r in records:
+        rid, cfg = r["run_id"], r["config"]
+        assert rid in ids, f"{rid}: not a run of params/subset60"
+        assert r["status"] == "done", rid
+        assert cfg["precision"] == "bf16" and cfg["epochs"] == 60, rid
+        assert cfg["data"]["train_per_class"] == 1000 and cfg["data"]["test_per_class"] is None, rid
+        # made from a committed tree, with the CPU and the epochs of every stretch of training
+        assert "dirty" not in r["code_version"], rid
+        assert r["segments"] and all(s["cpu"] and s["code_version"] == r["code_version"] for s in r["segments"]), rid
+        last = r["history"][-1]["stage"]  # the epochs of the final stage (ONE trains 1.5x the standard scheme)
+        assert r["segments"][-1]["to_epoch"] == sum(h.get("stage") == last for h in r["history"]), rid
+        assert len(r["class_acc"]) == 10, rid
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_teachers_are_ahead_of_their_students(path):
+    """No student is recorded before its teacher, and the teacher beats every baseline student it teaches."""
+    study = _study(path)
+    for cond in study.conditions:
+        base = [study.store.read_or_none(c.run_id) for c in cond.students if c.method == "baseline"]
+        base = [b["final_acc"] for b in base if b and b["status"] == "done"]
+        for tcfgs in cond.teachers.values():
+            if not base:
+                continue
+            trecs = [study.store.read_or_none(c.run_id) for c in tcfgs]
+            assert all(t and t["status"] == "done" for t in trecs), "students recorded before their teacher"
+            best = max(t["final_acc"] for t in trecs)
+            assert all(best > b for b in base), (best, base)
+
+
+def _committed() -> list[str]:
+    try:
+        out = subprocess.run(["git", "ls-files", "results/subset60"], cwd=ROOT, capture_output=True, text=True,
+                             check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return out.stdout.split()
+
+
+def test_weights_the_transfer_matrix_and_a_resume_need_are_committed():
+    """Teachers' and clean students' weights (the transfer matrix attacks them); no other weights; a
+    checkpoint only for a run without a record (it resumes elsewhere)."""
+    files = set(_committed())
+    gen = _study(PDIR / "generalization.yaml")
+    clean = {c.run_id for c in gen.conditions[0].students} | {
+        c.run_id for p in grid_files(PDIR) for cond in _study(p).conditions for cs in cond.teachers.values()
+        for c in cs}
+    clean |= {gen.resolved(gen.conditions[0], c).run_id for c in gen.conditions[0].students
+              if gen.resolved(gen.conditions[0], c) is not None}
+    store = Store(STORE)
+    for rec in store.records():
+        model = f"results/subset60/runs/{rec['run_id']}/model.pt"
+        assert (model in files) == (rec["run_id"] in clean), model
+    for f in files:
+        rid = f.split("/")[3] if f.startswith("results/subset60/runs/") else None
+        if f.endswith("checkpoint.pt"):
+            assert store.read_or_none(rid) is None, f"{f}: the run is finished; its checkpoint goes"
+        else:
+            assert f.endswith((".json", "model.pt")), f
