@@ -99,8 +99,8 @@ def test_weights_the_transfer_matrix_and_a_resume_need_are_committed():
     clean = {c.run_id for c in gen.conditions[0].students} | {
         c.run_id for p in grid_files(PDIR) for cond in _study(p).conditions for cs in cond.teachers.values()
         for c in cs}
-    clean |= {gen.resolved(gen.conditions[0], c).run_id for c in gen.conditions[0].students
-              if gen.resolved(gen.conditions[0], c) is not None}
+    resolved = (gen.resolved(gen.conditions[0], c) for c in gen.conditions[0].students)
+    clean |= {r.run_id for r in resolved if r is not None}
     store = Store(STORE)
     for rec in store.records():
         model = f"results/subset60/runs/{rec['run_id']}/model.pt"
