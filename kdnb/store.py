@@ -106,8 +106,7 @@ def source_state() -> dict[str, Any]:
 
     Read once per process (the code it imported at its start), so a run records the code that
     trained it even if the tree is edited while it runs. Untracked files under kdnb/ and params/
-    count as part of the diff. A copy of the tree without ``.git`` (a device machine) is named by the
-    host in ``KDNB_SOURCE_STATE``: '<commit>' or '<commit>:<diff sha256>' (``benchmarks/datachunks.py``).
+    count as part of the diff. Without ``.git`` (a device machine), the host's ``KDNB_SOURCE_STATE`` names it.
     """
     from kdnb import __version__
 
@@ -118,8 +117,7 @@ def source_state() -> dict[str, Any]:
         for name in _git(top, "ls-files", "--others", "--exclude-standard", "--", *TRACKED_SOURCES).split():
             diff += f"\n--- untracked {name}\n" + (top / name).read_text(errors="replace")
     except (OSError, subprocess.SubprocessError):
-        passed = os.environ.get("KDNB_SOURCE_STATE", "")
-        m = re.fullmatch(r"([0-9a-f]{7,40})(?::([0-9a-f]{64}))?", passed)
+        m = re.fullmatch(r"([0-9a-f]{7,40})(?::([0-9a-f]{64}))?", passed := os.environ.get("KDNB_SOURCE_STATE", ""))
         if passed and not m:
             raise ValueError(f"KDNB_SOURCE_STATE={passed!r}: not '<commit>[:<sha256>]' in hex") from None
         return {"version": __version__, "commit": m and m[1], "diff_sha256": m and m[2], "diff": None}
