@@ -7,10 +7,15 @@ the median over repeats of a block of steps after a warm-up. Evaluation passes a
 - ``conventional`` (§8 C0): ``benchmarks/conventional.py``, PIL DataLoader, eager fp32, two ``.item()`` a step.
 - ``kdnb`` (G0): ``kdnb.train``'s own set-up (``build_method``) and step (``train_step``: DeviceData batches,
   the method's step, metrics kept on the device), fp32. ``_cl``: channels_last; ``_bf16``: bf16 autocast
-  (a hashed numerics switch, §7.6).
+  (a hashed numerics switch, §7.6). ``kdnb_cl`` is what the paper profile trains: fp32, channels_last, TF32 off.
 - ``..._compile`` (G2): ``RunConfig.compile`` as train.py does it (student and teacher compiled in place, default
   mode). ``..._compile_ro`` (G3): ``reduce-overhead`` mode (CUDA graphs) and the optimizer step compiled too,
-  which train.py does not do yet. Compile time is reported separately.
+  which train.py does not do yet. Compile time is reported separately, and two real epochs are timed after the
+  warm-up (``epochs_s``): every batch, the last smaller one included, then evaluation in eval mode, each of which
+  compiles anew once.
+
+TF32 is process-global: each variant's set-up, warm-up, timed blocks and eval passes run under its own flags
+(``tf32_flags``), restored after, so no variant is timed under another's.
 - ``fused<N>`` (G4): ``benchmarks/fused.py``, N seeds per step under vmap, bf16 on CUDA; images summed over members.
 
 Run ``kdnb bench [--json]``, or ``python -m benchmarks.bench --help`` (``python -m kdnb.bench``) for the options
@@ -20,6 +25,7 @@ the device script uses. The report says whether the CPU computes bf16 natively (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -45,7 +51,7 @@ from kdnb.train import Metrics, build_method, evaluate, layout, resolve_device, 
 
 DEFAULT_PAIRS = ("resnet8:resnet26", "wrn16_2:wrn40_2")
 CPU_VARIANTS = ("conventional", "kdnb", "kdnb_cl", "kdnb_bf16_cl")
-CUDA_VARIANTS = ("conventional", "kdnb", "kdnb_bf16_cl", "kdnb_bf16_cl_compile_ro", "kdnb_bf16_cl_compile",
+CUDA_VARIANTS = ("conventional", "kdnb", "kdnb_cl", "kdnb_bf16_cl", "kdnb_bf16_cl_compile_ro", "kdnb_bf16_cl_compile",
                  "fused1", "fused5", "fused10")
 EPOCHS, TRAIN_IMAGES, TEST_IMAGES = 200, 50_000, 10_000
 
@@ -59,8 +65,28 @@ TEACHER = {"resnet": "resnet26", "wrn": "wrn40_2"}
 METHOD_COST = {"hinton": 1.0, "at": 1.0, "sp": 1.0, "rkd_d": 1.0, "rkd_a": 1.0, "rkd_da": 1.0, "one": 1.02,
                "dml": 1.26, "fitnet": 1.32, "fsp": 1.48, "bss": 2.56, "baseline": None}
 
-# a variant: (one training step, student images per step, one eval pass returning eval img/s)
-Setup = tuple[Callable[[], None], int, Callable[[], float]]
+# a variant: (one training step, student images per step, one eval pass returning eval img/s, one real epoch
+# with its evaluation or None)
+Setup = tuple[Callable[[], None], int, Callable[[], float], Callable[[], None] | None]
+
+
+def tf32_flags(variant: str) -> tuple[bool, bool]:
+    """(cuDNN convolutions, matmuls) in TF32 for a variant: the conventional loop as torch leaves them (on, off);
+    kdnb as ``train.build_method`` sets them, on exactly where the precision is not fp32 (bf16, fused)."""
+    if variant == "conventional":
+        return True, False
+    low = "_bf16" in variant or variant.startswith("fused")
+    return low, low
+
+
+@contextlib.contextmanager
+def tf32(variant: str) -> Iterator[None]:
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32_flags(variant)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _kd_flops(student: str, teacher: str | None = None) -> float | None:
@@ -196,7 +222,7 @@ def _setup_conventional(p: Pair, workers: int) -> Setup:
     n = len(p.test)  # RepDistiller: test batch = batch/2, workers/2
     loader = conventional.make_loader(p.arrays["x_test"][:n], p.arrays["y_test"][:n], p.batch_size // 2,
                                       workers // 2, False)
-    return step, p.batch_size, p.timed(lambda: conventional.evaluate(student, loader, p.device))
+    return step, p.batch_size, p.timed(lambda: conventional.evaluate(student, loader, p.device)), None
 
 
 def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str | None) -> Setup:
@@ -231,7 +257,12 @@ def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str 
     def evaluate_once() -> None:
         evaluate({"student": eval_model}, p.test, cfg.eval_batch(p.device.type), method.autocast, layout(cfg))
 
-    return step, p.batch_size, p.timed(evaluate_once)
+    def epoch() -> None:  # as train.py runs one: every batch, the last smaller one too, then the trained model in eval
+        for x, y in p.train.batches(stage.batch_size, gen):
+            train_step(method, stage, 0, opts, x, y, metrics)
+        evaluate(method.eval_models(), p.test, cfg.eval_batch(p.device.type), method.autocast, layout(cfg))
+
+    return step, p.batch_size, p.timed(evaluate_once), epoch if compile_mode else None
 
 
 def _setup_fused(p: Pair, n: int, precision: str, compile_mode: str | None) -> Setup:
@@ -253,7 +284,7 @@ def _setup_fused(p: Pair, n: int, precision: str, compile_mode: str | None) -> S
         correct += fused.fused_step(students, opt, p.teacher_model, xs, ys, "hinton", ctx, loss_fn)[1]
 
     member = students.member(0, p.new_student())  # members are evaluated one after another
-    return step, n * p.batch_size, p.timed(lambda: evaluate({"student": member}, p.test, 1000, ctx))
+    return step, n * p.batch_size, p.timed(lambda: evaluate({"student": member}, p.test, 1000, ctx)), None
 
 
 def setup(p: Pair, variant: str, workers: int) -> Setup:
@@ -294,24 +325,38 @@ class Live:
     def __init__(self, p: Pair, variant: str, warmup: int, workers: int):
         self.p, self.variant, self.rates, self.util, self.eval_rates = p, variant, [], [], []
         mark = _mem_mark(p.device)
-        t0 = time.perf_counter()
-        self.step, self.images, self.eval_pass = setup(p, variant, workers)
-        self.setup_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        self.step()
-        _sync(p.device)
-        self.first_s = time.perf_counter() - t0
-        for _ in range(warmup - 1):
+        with tf32(variant):
+            t0 = time.perf_counter()
+            self.step, self.images, self.eval_pass, epoch = setup(p, variant, workers)
+            self.setup_s = time.perf_counter() - t0
+        with tf32(variant):  # again: a set-up may have set the flags itself
+            t0 = time.perf_counter()
             self.step()
-        _sync(p.device)
-        self.warm_s, self.warmup = time.perf_counter() - t0, warmup
+            _sync(p.device)
+            self.first_s = time.perf_counter() - t0
+            for _ in range(warmup - 1):
+                self.step()
+            _sync(p.device)
+            self.warm_s, self.warmup = time.perf_counter() - t0, warmup
+            self.epochs_s = [self._timed(epoch) for _ in range(2)] if epoch else None
         self.mem_mb = _mem_growth(p.device, mark)
 
+    def _timed(self, fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        _sync(self.p.device)
+        return time.perf_counter() - t0
+
     def evaluate(self) -> float:
-        self.eval_rates.append(self.eval_pass())
+        with tf32(self.variant):
+            self.eval_rates.append(self.eval_pass())
         return self.eval_rates[-1]
 
     def block(self, steps: int) -> float:
+        with tf32(self.variant):
+            return self._block(steps)
+
+    def _block(self, steps: int) -> float:
         _sync(self.p.device)
         w, c = time.perf_counter(), time.process_time()
         for _ in range(steps):
@@ -331,6 +376,8 @@ class Live:
                "run_s": run_seconds(ips, eval_ips)}
         if "compile" in self.variant:  # warm-up time beyond what its steps cost at steady state
             out["compile_s"] = max(0.0, self.warm_s - self.warmup * self.images / ips)
+        if self.epochs_s:  # the first compiles the last batch's shape and eval mode; the second is steady
+            out["epochs_s"] = self.epochs_s
         return out
 
 

@@ -68,7 +68,7 @@ def profile(pair: str, variant: str, device: str = "auto", steps: int = 10, work
     if cuda:
         torch.backends.cudnn.benchmark = True
     p = Pair(pair, dev, _arrays(TRAIN_IMAGES if cuda else None)[0])
-    step, images, _ = setup(p, variant, workers if workers is not None else (8 if cuda else 0))
+    step, images, *_ = setup(p, variant, workers if workers is not None else (8 if cuda else 0))
     for _ in range(25 if cuda else 2):
         step()
     _sync(dev)

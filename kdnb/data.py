@@ -257,16 +257,18 @@ class DeviceData:
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
                 shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.y)
-        order = (torch.randperm(n, generator=generator, device=self.device) if shuffle
-                 else torch.arange(n, device=self.device))
-        for start in range(0, n, batch_size):  # no drop_last: the remainder is a smaller batch
-            idx = order[start:start + batch_size]
-            if self.augment and shuffle:
-                b = len(idx)
-                off = torch.randint(0, 2 * PAD + 1, (2, b), generator=generator, device=self.device)
-                flip = torch.rand(b, generator=generator, device=self.device) < 0.5
-                x = crop_flip(self.padded[idx], off[0], off[1], flip)
-            else:
-                x = self.x[idx]
+        """Order, crops and flips drawn where the generator is (training's: the CPU, the same on every device;
+        protocol § Seeds), all at once in the calls batch by batch would make, then sent in one copy."""
+        n, on = len(self.y), generator.device if generator is not None else self.device
+        order = (torch.randperm(n, generator=generator, device=on) if shuffle else torch.arange(n)).to(self.device)
+        starts = range(0, n, batch_size)  # no drop_last: the remainder is a smaller batch
+        augment = self.augment and shuffle
+        if augment:  # each batch's offsets (2, b), then its flips (b)
+            sizes = [min(batch_size, n - s) for s in starts]
+            draws = [(torch.randint(0, 2 * PAD + 1, (2, b), generator=generator, device=on),
+                      torch.rand(b, generator=generator, device=on) < 0.5) for b in sizes]
+            off, flip = (torch.cat(t, -1).to(self.device) for t in zip(*draws, strict=True))
+        for s in starts:
+            idx, e = order[s:s + batch_size], s + batch_size
+            x = crop_flip(self.padded[idx], off[0, s:e], off[1, s:e], flip[s:e]) if augment else self.x[idx]
             yield to_float(x), self.y[idx]

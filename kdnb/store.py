@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ def source_state() -> dict[str, Any]:
 
     Read once per process (the code it imported at its start), so a run records the code that
     trained it even if the tree is edited while it runs. Untracked files under kdnb/ and params/
-    count as part of the diff.
+    count as part of the diff. Without ``.git`` (a device machine), the host's ``KDNB_SOURCE_STATE`` names it.
     """
     from kdnb import __version__
 
@@ -116,7 +117,10 @@ def source_state() -> dict[str, Any]:
         for name in _git(top, "ls-files", "--others", "--exclude-standard", "--", *TRACKED_SOURCES).split():
             diff += f"\n--- untracked {name}\n" + (top / name).read_text(errors="replace")
     except (OSError, subprocess.SubprocessError):
-        return {"version": __version__, "commit": None, "diff_sha256": None, "diff": None}
+        m = re.fullmatch(r"([0-9a-f]{7,40})(?::([0-9a-f]{64}))?", passed := os.environ.get("KDNB_SOURCE_STATE", ""))
+        if passed and not m:
+            raise ValueError(f"KDNB_SOURCE_STATE={passed!r}: not '<commit>[:<sha256>]' in hex") from None
+        return {"version": __version__, "commit": m and m[1], "diff_sha256": m and m[2], "diff": None}
     digest = hashlib.sha256(diff.encode()).hexdigest() if diff else None
     return {"version": __version__, "commit": sha, "diff_sha256": digest,
             "diff": diff if diff and len(diff.encode()) <= DIFF_KEPT_BYTES else None}

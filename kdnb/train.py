@@ -77,11 +77,12 @@ def build_method(cfg: RunConfig, teacher: nn.Module | None, device: torch.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed_for("init"))
         method = METHODS[cfg.method](cfg, teacher).to(device)
+    method.generator = torch.Generator().manual_seed(cfg.seed_for("method"))  # on the CPU, as _data_gen's
     for m in method.modules():
         m.to(memory_format=layout(cfg))
         if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
             m.compile()
-    if device.type == "cuda":
+    if device.type == "cuda":  # autotuned kernels: CUDA runs repeat to float rounding, not bit for bit (README)
         torch.backends.cudnn.benchmark = True
         # fp32 is the paper's precision: no TF32 in convolutions (on by default in cuDNN) or matmuls
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = cfg.precision != "fp32"
@@ -236,13 +237,13 @@ def _setup(cfg: RunConfig, store: Store, device: torch.device, data_root: str | 
         raise ValueError(f"method {cfg.method!r} needs teacher_run (a finished baseline run of {cfg.teacher})")
     method = build_method(cfg, teacher, device)
     train, test = DeviceData(train_split, device), DeviceData(test_split, device, augment=False)
-    return _Run(cfg, store, device, method, train, test, _data_gen(cfg, device), method.stages(), budget,
+    return _Run(cfg, store, device, method, train, test, _data_gen(cfg), method.stages(), budget,
                 _fault_epoch(cfg.method), started)
 
 
-def _data_gen(cfg: RunConfig, device: torch.device) -> torch.Generator:
-    """The run's data stream: batch order, crops and flips (protocol § Seeds)."""
-    return torch.Generator(device).manual_seed(cfg.seed_for("data"))
+def _data_gen(cfg: RunConfig) -> torch.Generator:
+    """The run's data stream (order, crops, flips; protocol § Seeds): on the CPU on every device, resumable on any."""
+    return torch.Generator().manual_seed(cfg.seed_for("data"))
 
 
 def _state(run: _Run) -> dict[str, Any]:
@@ -268,27 +269,27 @@ def _resume(run: _Run) -> None:
     path = run.store.checkpoint_path(run.cfg.run_id)
     if path.exists():
         try:
-            ck = safe_torch_load(path, map_location=run.device)
+            ck = safe_torch_load(path)  # on the CPU: the generator states stay CPU tensors; weights move on load
             _restore(run, ck)
             run.stage, run.epoch, run.elapsed = ck["stage"], ck["epoch"], ck["wall_s"]
             run.history, run.opt_states, run.segments = ck["history"], ck["optimizers"], ck.get("segments", [])
             log.info("run %s: resuming at stage %d epoch %d", run.cfg.run_id, run.stage, run.epoch)
-        except (CorruptRecord, KeyError, RuntimeError) as err:
+        except (CorruptRecord, KeyError, RuntimeError, TypeError) as err:
             log.warning("run %s: checkpoint unusable (%s); starting over", run.cfg.run_id, err)
             run.method = build_method(run.cfg, run.method.teacher, run.device)  # nothing of the checkpoint kept
-            run.data_gen, run.stage, run.epoch, run.elapsed = _data_gen(run.cfg, run.device), 0, 0, 0.0
+            run.data_gen, run.stage, run.epoch, run.elapsed = _data_gen(run.cfg), 0, 0, 0.0
             run.history, run.opt_states, run.segments = [], None, []
     run.segments.append(_segment(run.device, run.stage, run.epoch))
 
 
 def _reuse(run: _Run, si: int) -> bool:
-    """Load stage ``si`` from the store if another run finished it (bit-identical to training it)."""
+    """Load stage ``si`` from the store if another run finished it (as training it: bit for bit on the CPU)."""
     stage = run.stages[si]
     key = run.method.stage_key(si, stage)
     if not key or si == len(run.stages) - 1 or not run.store.stage_path(key).exists():
         return False
     try:
-        _restore(run, safe_torch_load(run.store.stage_path(key), map_location=run.device))
+        _restore(run, safe_torch_load(run.store.stage_path(key)))
     except (CorruptRecord, RuntimeError, KeyError, TypeError) as err:
         log.warning("stored stage %s unusable (%s); training it", key, err)
         return False

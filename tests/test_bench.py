@@ -129,3 +129,54 @@ def test_kdnb_bench_command_prints_one_json_object(capsys):
     assert main(["bench", "--json", "--device", "cpu", "--steps", "1", "--pairs", "resnet8:resnet8"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["pairs"]["resnet8<-resnet8"]["speedup"] > 0 and r["device"] == "cpu"
+
+
+def test_each_variant_is_timed_under_its_own_tf32_flags(monkeypatch):
+    """The flags are process-global and every set-up runs before any timing: a variant whose set-up turns TF32
+    on (as build_method does for bf16) must not leave it on for the fp32 variants timed after it."""
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)  # noqa: E731
+    seen: dict[str, set] = {}
+
+    def fake_setup(p, variant, workers):
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = "_bf16" in variant
+
+        def step():
+            seen.setdefault(variant, set()).add(flags())
+
+        def eval_pass():
+            seen.setdefault(variant + " eval", set()).add(flags())
+            return 1.0
+
+        return step, 1, eval_pass, step
+
+    monkeypatch.setattr(bench, "setup", fake_setup)
+    before = flags()
+    variants = ["conventional", "kdnb_cl", "kdnb_bf16_cl", "kdnb"]
+    out = bench.measure_pair(type("P", (), {"device": torch.device("cpu")})(), variants, steps=2, repeats=2,
+                             warmup=1, workers=0)
+    assert all("images_per_s" in out[v] for v in variants)
+    assert flags() == before  # restored
+    assert seen == {v + k: {bench.tf32_flags(v)} for v in variants for k in ("", " eval")}
+    assert bench.tf32_flags("conventional") == (True, False)  # torch's defaults, as a researcher's loop runs
+    assert bench.tf32_flags("kdnb_cl") == bench.tf32_flags("kdnb") == (False, False)  # the paper's fp32
+    assert bench.tf32_flags("kdnb_bf16_cl_compile") == bench.tf32_flags("fused5") == (True, True)
+
+
+def test_the_cuda_bench_times_the_paper_configuration_and_real_compiled_epochs():
+    from kdnb.config import RunConfig
+
+    assert "kdnb_cl" in bench.CUDA_VARIANTS  # fp32, channels_last, TF32 off: what the paper profile trains
+    assert RunConfig().precision == "fp32" and RunConfig().channels_last
+    arrays = {"x_train": np.zeros((70, 32, 32, 3), np.uint8), "y_train": np.arange(70) % 10,
+              "x_test": np.zeros((20, 32, 32, 3), np.uint8), "y_test": np.arange(20) % 10}
+    p = bench.Pair("resnet8:resnet8", torch.device("cpu"), arrays, batch_size=32)
+    batches = []
+    real = bench.train_step
+    bench.train_step = lambda *a, **k: (batches.append(len(a[5])), real(*a, **k))
+    try:
+        *_, epoch = bench._setup_kdnb(p, "fp32", True, "default")
+        assert bench._setup_kdnb(p, "fp32", True, None)[3] is None  # eager variants need no epoch timing
+        epoch()
+    finally:
+        bench.train_step = real
+    assert batches == [32, 32, 6]  # every batch of the epoch, the last smaller one included

@@ -171,3 +171,97 @@ def test_a_finished_record_carries_per_class_accuracy(tmp_path):
     assert rec["final_acc"] == pytest.approx(sum(rec["class_acc"]) / 10)
     row = store_mod.load(tmp_path).iloc[0]
     assert row["class_acc"] == rec["class_acc"] and row["precision"] == rec["config"]["precision"]
+
+
+# --- resume on another device --------------------------------------------------------------------
+# No GPU here: "meta" stands in for one. A tensor on meta has a shape and no values, as a CUDA tensor
+# has none the CPU can use, and torch.Generator.set_state refuses it as it refuses a CUDA tensor.
+
+
+def _gpu_like_load(monkeypatch):
+    """safe_torch_load as a GPU machine answers it: tensors land on the device when one is asked for."""
+    import kdnb.train
+
+    real = store_mod.safe_torch_load
+
+    def load(path, map_location="cpu"):
+        obj = real(path)
+        if map_location in (None, "cpu"):
+            return obj
+        return torch.utils._pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, obj)
+
+    monkeypatch.setattr(kdnb.train, "safe_torch_load", load)
+
+
+def _meta_method_to(monkeypatch):
+    """Method.to makes a generator on the device, which meta lacks; training replaces it by a CPU one."""
+    from kdnb.methods import Method
+
+    real = Method.to
+    monkeypatch.setattr(Method, "to", lambda self, d: real(self, d) if torch.device(d).type != "meta"
+                        else (self.models.to(d), self)[1])
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_checkpoints_and_stages_load_as_on_a_gpu(tmp_path, monkeypatch, caplog):
+    _gpu_like_load(monkeypatch)
+    cfg = _cfg(epochs=2)
+    whole, parts = Store(tmp_path / "whole"), Store(tmp_path / "parts")
+    train_run(cfg, whole, "cpu", progress=False)
+    assert train_run(cfg, parts, "cpu", progress=False, max_epochs=1)["status"] == "partial"
+    rec = train_run(cfg, parts, "cpu", progress=False)
+    assert "unusable" not in caplog.text and [s["from_epoch"] for s in rec["segments"]] == [0, 1]
+    w1, w2 = _weights(whole, cfg.run_id), _weights(parts, cfg.run_id)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    # a stored FitNet stage 1 is reused, not retrained
+    tid = train_run(_cfg(epochs=1), parts, "cpu", progress=False)["run_id"]
+    fitnet = _cfg(method="fitnet", teacher="resnet8", teacher_run=tid, epochs=2)
+    train_run(fitnet, parts, "cpu", progress=False)
+    rec = train_run(fitnet.replace(lr=0.05), parts, "cpu", progress=False)
+    assert "reused" in rec["history"][0] and "unusable" not in caplog.text
+
+
+def _draws(monkeypatch):
+    """Record every draw of the data stream, made where the generator lives."""
+    import kdnb.data
+
+    seen = []
+
+    class Recording:
+        def __getattr__(self, name):
+            fn = getattr(torch, name)
+            if name not in ("randperm", "randint", "rand"):
+                return fn
+
+            def draw(*args, **kw):
+                out = fn(*args, **kw)
+                seen.append(out.clone())
+                return out
+            return draw
+
+    monkeypatch.setattr(kdnb.data, "torch", Recording())
+    return seen
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_a_cpu_checkpoint_resumes_on_another_device_with_the_same_data_stream(tmp_path, monkeypatch, caplog):
+    from kdnb.train import _resume, _setup
+
+    _meta_method_to(monkeypatch)
+    cfg = _cfg(epochs=3)
+    store = Store(tmp_path)
+    assert train_run(cfg, store, "cpu", progress=False, max_epochs=1)["status"] == "partial"
+    streams = {}
+    for device in ("cpu", "meta"):
+        run = _setup(cfg, store, torch.device(device), None, None)
+        _resume(run)
+        assert (run.stage, run.epoch) == (0, 1) and "unusable" not in caplog.text
+        assert next(run.method.models.parameters()).device.type == device
+        seen = _draws(monkeypatch)
+        xs = [x for x, _ in run.train_data.batches(cfg.batch_size, run.data_gen)]
+        assert xs[0].device.type == device and all(d.device.type == "cpu" for d in seen)
+        streams[device] = (seen, run.data_gen.get_state(), run.method.generator.get_state())
+    (cpu_draws, cpu_data, cpu_method), (meta_draws, meta_data, meta_method) = streams["cpu"], streams["meta"]
+    assert len(cpu_draws) == len(meta_draws) == 1 + 2 * 10  # randperm, then randint and rand per batch: 300 / 32
+    assert all(torch.equal(a, b) for a, b in zip(cpu_draws, meta_draws, strict=True))
+    assert torch.equal(cpu_data, meta_data) and torch.equal(cpu_method, meta_method)
