@@ -1,4 +1,9 @@
-"""kdnb: "Knowledge Distillation Beyond Model Compression" (Sarfraz, Arani, Zonooz, ICPR 2020), re-run."""
+"""kdnb: "Knowledge Distillation Beyond Model Compression" (Sarfraz, Arani, Zonooz, ICPR 2020), re-run.
+
+The engine (models, data, losses, methods and their registry, the loop, attacks, store, studies, the
+``kdnb`` command); ``kdnb.report``, the book's report layer beside it, reads it and is never imported by
+it. A method not in the paper lives in a user's own file, a plugin (``examples/dkd.py``).
+"""
 
 __version__ = "0.1.0"
 
@@ -9,8 +14,5 @@ NUMERICS_REVISION = 1
 
 
 class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the value and the valid choices.
-
-    Defined here, below every module, because both ``kdnb.methods`` (a method's own checks) and
-    ``kdnb.config`` (which builds on the methods) raise it; ``kdnb.config.ConfigError`` is its public name.
-    """
+    """A bad configuration value, in one line naming it and the valid choices. Defined here, below every
+    module, for ``kdnb.methods`` and ``kdnb.config`` to raise (public name: ``kdnb.config.ConfigError``)."""

@@ -8,17 +8,17 @@ valid choices.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
-import yaml
 
 from kdnb.config import ConfigError, RunConfig
 
 EXIT_USAGE = 2
+# RunConfig fields that `kdnb train` takes as flags (--batch-size for batch_size), by type
+RUN_FLAGS = {str: ("method", "student", "teacher", "dataset", "precision"), float: ("noise", "imbalance"),
+             int: ("seed", "epochs", "batch_size", "train_per_class", "test_per_class")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,8 +35,13 @@ def _parser(extra: dict[str, Command]) -> argparse.ArgumentParser:
     p = _Parser(prog="kdnb", description="Knowledge Distillation Beyond Model Compression, re-run.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _train_parser(sub.add_parser("train", help="train one run (and its teacher when missing)"))
-    _study_parser(sub.add_parser("study", help="train what a params file's grid lacks in the store"))
+    for name, add, help_ in (("train", _train_parser, "train one run (and its teacher when missing)"),
+                             ("study", _study_parser, "train what a params file's grid lacks in the store")):
+        add(c := sub.add_parser(name, help=help_))
+        c.add_argument("--no-progress", action="store_true")
+        c.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
+        c.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                       help="a file with your own method, loaded before anything else (book/add-method.md)")
     bench = sub.add_parser("bench", help="the kdnb loop against a conventional loop, side by side")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--device", default="auto")
@@ -49,26 +54,15 @@ def _parser(extra: dict[str, Command]) -> argparse.ArgumentParser:
 
 def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("config", nargs="?", help="YAML file with RunConfig fields (flags override it)")
-    t.add_argument("--method")
-    t.add_argument("--student")
-    t.add_argument("--teacher")
+    for type_, names in RUN_FLAGS.items():
+        for name in names:
+            t.add_argument("--" + name.replace("_", "-"), type=type_)
     t.add_argument("--teacher-run", help="run id of the teacher (default: found or trained in the store)")
     t.add_argument("--teacher-epochs", type=int, help="epochs of the teacher if it must be trained")
     t.add_argument("--teacher-seeds", type=int, nargs="+", default=[0])
-    t.add_argument("--seed", type=int)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--dataset")
-    t.add_argument("--noise", type=float)
-    t.add_argument("--imbalance", type=float)
-    t.add_argument("--train-per-class", type=int)
-    t.add_argument("--test-per-class", type=int)
-    t.add_argument("--precision")
     t.add_argument("--store", default="store")
     t.add_argument("--device", default="auto")
     t.add_argument("--data-root")
-    t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
 
 
 def _study_parser(s: argparse.ArgumentParser) -> None:
@@ -85,44 +79,27 @@ def _study_parser(s: argparse.ArgumentParser) -> None:
     s.add_argument("--retry-failed", action="store_true", help="train failed runs again")
     s.add_argument("--retrain-stale", action="store_true",
                    help="retrain runs recorded under an older numerics revision (default: keep them)")
-    s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--allow-emulated-bf16", action="store_true", help="train in bf16 on a CPU without native bf16")
 
 
 def _train(a: argparse.Namespace) -> int:
     from kdnb.store import Store
-    from kdnb.study import Params, Study, check_bf16
+    from kdnb.study import Params, Study, check_bf16, read_yaml
     from kdnb.train import train_run
 
-    d: dict[str, Any] = {}
-    if a.config:
-        path = Path(a.config)
-        if not path.is_file():
-            raise ConfigError(f"config file {a.config!r} not found")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            raise ConfigError(f"malformed YAML in {a.config}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"config file {a.config} must hold a YAML mapping")
-    flags = {"method": a.method, "student": a.student, "teacher": a.teacher, "teacher_run": a.teacher_run,
-             "seed": a.seed, "epochs": a.epochs, "batch_size": a.batch_size, "dataset": a.dataset,
-             "noise": a.noise, "imbalance": a.imbalance, "train_per_class": a.train_per_class,
-             "test_per_class": a.test_per_class, "precision": a.precision}
-    d.update({k: v for k, v in flags.items() if v is not None})
+    d = read_yaml(a.config, "config file") if a.config else {}
+    flags = [*(n for names in RUN_FLAGS.values() for n in names), "teacher_run"]
+    d.update({k: getattr(a, k) for k in flags if getattr(a, k) is not None})
     cfg = RunConfig.from_dict(d)
     store = Store(a.store)
     if store.done(cfg.run_id) is None:
         check_bf16(cfg.precision, a.device, a.allow_emulated_bf16)
     if cfg.teacher is not None and cfg.teacher_run is None:
-        dd = cfg.data
-        params = Params(store=a.store, dataset=dd.dataset, train_per_class=dd.train_per_class,
-                        test_per_class=dd.test_per_class, students=[cfg.student], teachers={cfg.student: cfg.teacher},
-                        methods=[cfg.method], seeds=[cfg.seed], teacher_seeds=a.teacher_seeds, epochs=cfg.epochs,
-                        teacher_epochs=a.teacher_epochs, noise=[dd.noise], imbalance=[dd.imbalance],
-                        imbalance_n_max=dd.imbalance_n_max, imbalance_n_min=dd.imbalance_n_min,
-                        batch_size=cfg.batch_size, precision=cfg.precision, device=a.device, data_root=a.data_root)
-        study = Study(params)
+        data = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k in Params.__dataclass_fields__}
+        study = Study(Params(store=a.store, students=[cfg.student], teachers={cfg.student: cfg.teacher},
+                             methods=[cfg.method], seeds=[cfg.seed], teacher_seeds=a.teacher_seeds, epochs=cfg.epochs,
+                             teacher_epochs=a.teacher_epochs, batch_size=cfg.batch_size, precision=cfg.precision,
+                             device=a.device, data_root=a.data_root,
+                             **{**data, "noise": [data["noise"]], "imbalance": [data["imbalance"]]}))
         cond = study.conditions[0]
         for c in cond.teachers[cfg.teacher]:
             train_run(c, store, a.device, not a.no_progress, a.data_root)
@@ -141,6 +118,7 @@ def _study(a: argparse.Namespace) -> int:
 
     params = load_params(a.params, store=a.store, device=a.device, executor=a.executor, workers=a.workers,
                          students=a.students, methods=a.methods, seeds=a.seeds)
+    params.plugins += a.plugin  # for the workers of dispatch
     study = Study(params)
     if a.status:
         st = study.status()
@@ -149,7 +127,7 @@ def _study(a: argparse.Namespace) -> int:
         print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
         return 0
     if not a.no_train and (params.executor != "local" or params.workers > 1):
-        return dispatch(params, a.params, allow_emulated_bf16=a.allow_emulated_bf16)
+        return dispatch(params, None if a.plugin else a.params, allow_emulated_bf16=a.allow_emulated_bf16)
     df = study.run(train=not a.no_train, progress=not a.no_progress, retry_failed=a.retry_failed,
                    retrain_stale=a.retrain_stale, allow_emulated_bf16=a.allow_emulated_bf16)
     cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]
@@ -173,11 +151,14 @@ def main(argv: list[str] | None = None, extra: dict[str, Command] | None = None)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     from kdnb.data import DataNotFound
+    from kdnb.methods import load_plugin
     from kdnb.store import CorruptRecord
     from kdnb.study import MissingRuns, TeacherFailed
 
     handlers = {"train": _train, "study": _study, "bench": _bench, **{k: v[2] for k, v in extra.items()}}
     try:
+        for path in getattr(args, "plugin", []):  # first: a params file may name their methods
+            load_plugin(path)
         return handlers[args.command](args)
     except (ConfigError, DataNotFound, MissingRuns) as err:
         print(f"kdnb: error: {err}", file=sys.stderr)

@@ -57,6 +57,7 @@ class RunConfig:
     channels_last: bool = True  # 1.4x on the CPU (benchmarks/RESULTS.md); math unchanged
     compile: bool = False
     eval_batch_size: int | None = None  # None: EVAL_BATCH of the device
+    plugin: dict[str, str] | None = None  # file and sha256 of a plugin method (set by validation); None: built in
 
     HASHED = ("method", "student", "teacher", "teacher_run", "seed", "data", "epochs", "batch_size", "lr",
               "momentum", "weight_decay", "milestones", "lr_decay", "shortcut", "method_args", "precision")
@@ -95,16 +96,11 @@ class RunConfig:
             raise ConfigError(f"a run config must be a mapping, got {type(d).__name__}")
         d = dict(d)
         data_fields = {f.name for f in dataclasses.fields(DataSpec)}
-        data = dict(d.pop("data", None) or {})
-        for k in list(d):
-            if k in data_fields:
-                data[k] = d.pop(k)
-        bad = sorted(set(data) - data_fields)
-        if bad:
+        data = {**(d.pop("data", None) or {}), **{k: d.pop(k) for k in list(d) if k in data_fields}}
+        if bad := sorted(set(data) - data_fields):
             raise ConfigError(f"unknown data field {bad[0]!r}; valid: {', '.join(sorted(data_fields))}")
         fields = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - fields)
-        if bad:
+        if bad := sorted(set(d) - fields):
             raise ConfigError(f"unknown config field {bad[0]!r}; valid: {', '.join(sorted(fields | data_fields))}")
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])

@@ -4,8 +4,10 @@ A method owns what is particular to it: the models it trains (``self.models``), 
 teacher, its stages (each with its own optimisers and schedule), its loss on a batch as named terms,
 the step that turns them into updates, its random stream (``self.generator``), the key under which a
 finished stage is reused, which models are evaluated and deployed, and the checks of its arguments
-(:func:`validate`, which ``kdnb.config`` calls). The loop in ``kdnb.train`` knows nothing else about
-it. Loss terms are pure functions from ``kdnb.losses``; constants are each method's ``defaults``.
+(:func:`validate`, which ``kdnb.config`` calls: config builds on this module, never the reverse). The
+loop in ``kdnb.train`` knows nothing else about it. Loss terms are pure functions from ``kdnb.losses``;
+constants are each method's ``defaults``. A user's method is the same class in the user's own file,
+loaded by :func:`load_plugin` (book/add-method.md).
 
 A batch goes ``step`` -> ``loss`` (under the run's one autocast context) -> :func:`objectives` -> one
 backward and SGD step per optimiser. Terms of a method that updates several models in turn are named
@@ -16,10 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import importlib.util
 import operator
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +36,7 @@ from kdnb import ConfigError, attacks, losses
 from kdnb.models import TAPS, build, build_one, ensemble_logits, extract_branch, family, feature_shapes
 from kdnb.store import config_hash
 
-if TYPE_CHECKING:
-    from kdnb.config import RunConfig
-
+Config = Any  # a kdnb.config.RunConfig: not imported, since config imports this module (no cycle)
 METHODS: dict[str, type[Method]] = {}
 PAPER_EPOCHS = 200  # every recipe is given at the paper's 200-epoch scale (protocol § Training)
 SPATIAL_TAPS = TAPS[:4]  # the maps a feature loss may read (protocol § Feature taps)
@@ -41,6 +46,37 @@ Terms = dict[str, Tensor]
 def register(cls: type[Method]) -> type[Method]:
     METHODS[cls.name] = cls
     return cls
+
+
+@functools.cache
+def load_plugin(path: str | os.PathLike) -> list[type[Method]]:
+    """Import a user's method file (book/add-method.md) and return the classes it registers, each marked
+    ``plugin`` = {file, sha256 of its text} for its runs' records. A file that is missing, fails at import,
+    or registers no class or a taken name raises ConfigError naming it and why, the registry left as it was."""
+    file, before = Path(path), dict(METHODS)
+    sha = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else ""
+    module = f"kdnb_plugin_{file.stem}_{sha[:12]}"
+    try:
+        if not sha:
+            raise ConfigError("file not found")
+        spec = importlib.util.spec_from_file_location(module, file)
+        sys.modules[module] = importlib.util.module_from_spec(spec)  # where dataclasses and pickle look
+        spec.loader.exec_module(sys.modules[module])
+        new = [c for n, c in METHODS.items() if before.get(n) is not c]
+        if taken := [c.name for c in new if c.name in before] or not new:
+            raise ConfigError("registers no method (decorate its Method subclass with @kdnb.methods.register)"
+                              if not new else f"method name {taken[0]!r} is taken by " +
+                              ("a built-in method" if before[taken[0]].plugin is None else "another plugin"))
+    except Exception as err:
+        sys.modules.pop(module, None)
+        METHODS.clear()
+        METHODS.update(before)
+        why = (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(f"plugin {path}: " + (why if isinstance(err, ConfigError) else
+                                                f"{type(err).__name__} at import: {why}".rstrip(": "))) from None
+    for c in new:
+        c.plugin = {"file": str(path), "sha256": sha}
+    return new
 
 
 @dataclass
@@ -96,8 +132,9 @@ class Method:
     name: ClassVar[str] = ""
     uses_teacher: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    plugin: ClassVar[dict[str, str] | None] = None  # a plugin's file and sha256 (load_plugin); None: built in
 
-    def __init__(self, cfg: RunConfig, teacher: nn.Module | None = None):
+    def __init__(self, cfg: Config, teacher: nn.Module | None = None):
         self.cfg = cfg
         self.args = dict(cfg.method_args)
         self.teacher = teacher  # eval mode, frozen; not part of the checkpoint
@@ -122,7 +159,7 @@ class Method:
         return build(self.cfg.student, self.cfg.num_classes, shortcut=self.cfg.shortcut)
 
     @classmethod
-    def check(cls, cfg: RunConfig) -> None:
+    def check(cls, cfg: Config) -> None:
         """Reject configurations this method cannot run (raise ConfigError)."""
 
     # --- how it trains ---------------------------------------------------------------------
@@ -216,7 +253,7 @@ class Hinton(Method):
 # --- validation, and helpers shared by the distillation methods -------------------------------------
 
 
-def validate(cfg: RunConfig) -> RunConfig:
+def validate(cfg: Config) -> Config:
     """The method's part of a config's validation: a known name, a teacher when it reads one, known
     arguments (their defaults filled in), then the method's own ``check``. Returns the config."""
     if cfg.method not in METHODS:
@@ -228,22 +265,21 @@ def validate(cfg: RunConfig) -> RunConfig:
         cfg.teacher, cfg.teacher_run = None, None
     if not isinstance(cfg.method_args, dict):
         raise ConfigError(f"method_args {cfg.method_args!r} must be a mapping")
-    bad = sorted(set(cfg.method_args) - set(method.defaults))
-    if bad:
+    if bad := sorted(set(cfg.method_args) - set(method.defaults)):
         valid = ", ".join(method.defaults) or "(none)"
         raise ConfigError(f"unknown argument {bad[0]!r} for method {cfg.method!r}; valid: {valid}")
-    cfg.method_args = {**method.defaults, **cfg.method_args}
+    cfg.method_args, cfg.plugin = {**method.defaults, **cfg.method_args}, method.plugin
     method.check(cfg)
     return cfg
 
 
-def _require_taps(cfg: RunConfig, taps: Sequence[str]) -> None:
+def _require_taps(cfg: Config, taps: Sequence[str]) -> None:
     for tap in taps:
         if tap not in SPATIAL_TAPS:
             raise ConfigError(f"{cfg.method}: unknown feature map {tap!r}; valid: {', '.join(SPATIAL_TAPS)}")
 
 
-def _require_equal(cfg: RunConfig, taps: Sequence[str], dims: slice, what: str) -> None:
+def _require_equal(cfg: Config, taps: Sequence[str], dims: slice, what: str) -> None:
     """ConfigError unless student and teacher agree on ``dims`` of every tap's (C, H, W) shape."""
     _require_taps(cfg, taps)
     s, t = feature_shapes(cfg.student), feature_shapes(cfg.teacher)
@@ -256,19 +292,17 @@ def _require_equal(cfg: RunConfig, taps: Sequence[str], dims: slice, what: str) 
 SPATIAL, CHANNELS = slice(1, None), slice(0, 1)  # parts of a tap's (C, H, W) shape
 
 
-def _choice(cfg: RunConfig, key: str, options: Sequence[str]) -> None:
-    value = cfg.method_args[key]
-    if value not in options:
+def _choice(cfg: Config, key: str, options: Sequence[str]) -> None:
+    if (value := cfg.method_args[key]) not in options:
         raise ConfigError(f"{cfg.method}: {key} {value!r} is not one of {', '.join(options)}")
 
 
-def _positive_int(cfg: RunConfig, key: str, low: int) -> None:
-    value = cfg.method_args[key]
-    if not (isinstance(value, int) and value >= low):
+def _positive_int(cfg: Config, key: str, low: int) -> None:
+    if not (isinstance(value := cfg.method_args[key], int) and value >= low):
         raise ConfigError(f"{cfg.method}: {key} {value!r} must be an integer >= {low}")
 
 
-def _recipe(cfg: RunConfig, args: dict[str, Any], name: str, prefix: str = "") -> Stage:
+def _recipe(cfg: Config, args: dict[str, Any], name: str, prefix: str = "") -> Stage:
     """A stage from the entries ``{prefix}epochs, lr, milestones, lr_decay, weight_decay[, batch_size]``
     of a method's args, given at the paper's 200-epoch scale and scaled to ``cfg.epochs``."""
     a = {k[len(prefix):]: v for k, v in args.items() if k.startswith(prefix)}

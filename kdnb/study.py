@@ -27,7 +27,7 @@ from kdnb import NUMERICS_REVISION
 from kdnb import store as store_mod
 from kdnb.config import ConfigError, RunConfig
 from kdnb.data import DataSpec
-from kdnb.methods import METHODS
+from kdnb.methods import METHODS, load_plugin
 
 log = logging.getLogger("kdnb")
 
@@ -93,14 +93,14 @@ class Params:
     executor: str = "local"  # local: processes on this machine; slurm: a job array through submitit
     workers: int = 1  # processes (local: spread over the visible GPUs) or array tasks (slurm)
     slurm: dict[str, Any] = field(default_factory=dict)  # submitit parameters, e.g. slurm_partition, timeout_min
+    plugins: list[str] = field(default_factory=list)  # files of users' methods, relative to the working directory
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Params:
         if not isinstance(d, dict):
             raise ConfigError(f"a params file must be a YAML mapping, got {type(d).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
-        bad = sorted(set(d) - set(names))
-        if bad:
+        if bad := sorted(set(d) - set(names)):
             raise ConfigError(f"unknown params key {bad[0]!r}; valid: {', '.join(names)}")
         p = cls(**d)
         for k in ("students", "methods", "seeds", "teacher_seeds", "noise", "imbalance"):
@@ -110,6 +110,9 @@ class Params:
                 setattr(p, k, v)
             if not v:
                 raise ConfigError(f"params key {k!r} must not be an empty list")
+        p.plugins = [p.plugins] if isinstance(p.plugins, str) else list(p.plugins or [])
+        for path in p.plugins:  # before the methods are checked: they register theirs (book/add-method.md)
+            load_plugin(path)
         for m in p.methods:
             if m not in METHODS:
                 raise ConfigError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
@@ -127,11 +130,11 @@ class Params:
         return DEFAULT_TEACHERS[family] + (suffix if family == "resnet" else "")
 
 
-def load_params(path: str | os.PathLike, **overrides: Any) -> Params:
-    """Read a params YAML file; a missing file or malformed YAML raises ConfigError."""
+def read_yaml(path: str | os.PathLike, what: str = "params file") -> dict[str, Any]:
+    """The mapping in a YAML file; a missing file, malformed YAML or another value raises ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file {str(path)!r} not found")
+        raise ConfigError(f"{what} {str(path)!r} not found")
     try:
         d = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -139,7 +142,13 @@ def load_params(path: str | os.PathLike, **overrides: Any) -> Params:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"malformed YAML in {path}{where}") from None
     if not isinstance(d, dict):
-        raise ConfigError(f"params file {path} must hold a YAML mapping")
+        raise ConfigError(f"{what} {path} must hold a YAML mapping")
+    return d
+
+
+def load_params(path: str | os.PathLike, **overrides: Any) -> Params:
+    """Read a params YAML file (``read_yaml``), ``overrides`` that are not None replacing its keys."""
+    d = read_yaml(path)
     d.update({k: v for k, v in overrides.items() if v is not None})
     return Params.from_dict(d)
 
@@ -192,8 +201,7 @@ class Study:
         students = []
         for student in p.students:
             for method in p.methods:
-                uses_teacher = METHODS[method].uses_teacher
-                teacher = p.teacher_of(student) if uses_teacher else None
+                teacher = p.teacher_of(student) if METHODS[method].uses_teacher else None
                 if teacher and teacher not in teachers:
                     teachers[teacher] = [self._base(data, method="baseline", student=teacher, seed=s,
                                                     epochs=p.teacher_epochs or p.epochs) for s in p.teacher_seeds]
@@ -235,9 +243,7 @@ class Study:
         """
         rows = []
         for cond in self.conditions:
-            for cfgs in cond.teachers.values():
-                for c in cfgs:
-                    rows.append(self._status_row("teacher", c, c))
+            rows += [self._status_row("teacher", c, c) for cfgs in cond.teachers.values() for c in cfgs]
             for c in cond.students:
                 try:
                     rows.append(self._status_row("student", c, self.resolved(cond, c)))
@@ -299,13 +305,14 @@ class Study:
         if len(self.missing()):
             check_bf16(p.precision, p.device, allow_emulated_bf16)
         log.info("study %s/%s: %d of %d runs to train", p.profile, p.section, len(self.missing()), len(self.status()))
+        def locked(cfg: RunConfig) -> bool:  # trained here, or left to the process that holds its lock
+            return train_run(cfg, self.store, p.device, progress, p.data_root, retry_failed=retry_failed,
+                             retrain_stale=retrain_stale)["status"] == "locked"
+
         while True:
             busy = 0  # runs that another process is training, or that wait for its teacher
             for cond in self.conditions:
-                for cfgs in cond.teachers.values():
-                    for c in cfgs:
-                        busy += train_run(c, self.store, p.device, progress, p.data_root, retry_failed=retry_failed,
-                                          retrain_stale=retrain_stale)["status"] == "locked"
+                busy += sum(locked(c) for cfgs in cond.teachers.values() for c in cfgs)
                 for c in cond.students:
                     try:
                         r = self.resolved(cond, c)
@@ -315,8 +322,7 @@ class Study:
                     if r is None:
                         busy += 1
                         continue
-                    busy += train_run(r, self.store, p.device, progress, p.data_root, retry_failed=retry_failed,
-                                      retrain_stale=retrain_stale)["status"] == "locked"
+                    busy += locked(r)
             if not busy:
                 return self.results()
             log.info("%d runs are being trained by other processes; waiting", busy)
@@ -397,8 +403,7 @@ class TransferUnavailable(FileNotFoundError):
 
 
 def transfer_settings(p: Params) -> dict[str, Any]:
-    bad = sorted(set(p.transfer) - set(TRANSFER_DEFAULTS))
-    if bad:
+    if bad := sorted(set(p.transfer) - set(TRANSFER_DEFAULTS)):
         raise ValueError(f"unknown transfer setting {bad[0]!r}; valid: {', '.join(TRANSFER_DEFAULTS)}")
     return {**TRANSFER_DEFAULTS, **p.transfer}
 

@@ -24,9 +24,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdnb.methods import METHODS
 from kdnb.report import paper
 
-ORDER = list(paper.METHODS)
+
+class _Order(Sequence):
+    """The paper's methods in its order, then every other registered method (a user's plugin,
+    book/add-method.md), read at each use: plugins register while a page runs."""
+
+    def _all(self) -> list[str]:
+        return [*paper.METHODS, *(m for m in METHODS if m not in paper.METHODS)]
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+ORDER = _Order()
 METRICS = {"test_acc": "test accuracy (%)", "train_acc": "training accuracy (%)", "train_loss": "training loss"}
 # two-sided 95 % quantiles of Student's t for 1-30 degrees of freedom (any t table)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -38,7 +54,10 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 
 def label(value: Any) -> str:
-    """The paper's spelling of a method, model or data set name; other values as they are."""
+    """The paper's spelling of a method, model or data set name; a registered method the paper does not
+    have marked so; other values as they are."""
+    if isinstance(value, str) and value in METHODS and value not in paper.METHODS:
+        return f"{value} (not in the paper)"  # no paper number, no claim (book/add-method.md)
     return paper.LABELS.get(value, str(value)) if isinstance(value, str) else str(value)
 
 
@@ -100,8 +119,11 @@ def paper_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def wide(summary: pd.DataFrame, column: str, value: str = "mean", methods: Sequence[str] | None = None,
          columns: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Methods (rows, paper order) by ``column`` values; cells not in ``summary`` are NaN."""
-    methods = list(methods) if methods is not None else ORDER
+    """Methods (rows, paper order; by default the paper's and those of ``summary``) by ``column`` values;
+    cells not in ``summary`` are NaN."""
+    if methods is None:
+        methods = [m for m in ORDER if m in paper.METHODS or m in set(summary.get("method", ()))]
+    methods = list(methods)
     if summary.empty:
         return pd.DataFrame(np.nan, index=methods, columns=list(columns or []))
     w = summary.set_index(["method", column])[value].unstack(column)
@@ -440,7 +462,7 @@ def observations_compared(ours: pd.DataFrame | None, theirs: pd.DataFrame) -> pd
 # The verdict reads the 95 % t-interval of the per-seed contrast (``claim_verdict``).
 
 ALL, CONDITION = "all students", "condition student"
-KD = tuple(m for m in ORDER if m != "baseline")  # every distillation method of the paper
+KD = tuple(m for m in paper.METHODS if m != "baseline")  # every distillation method of the paper
 SIMILAR_POINTS = 1.0  # "similar", "comparable": a 95 % interval inside ±1 point (the project's choice)
 PAPER_CONDITION_STUDENT = "wrn16_2"  # Tables V and VI (paper §IV-B, §IV-C)
 VERDICTS = ("agrees", "disagrees", "inconclusive", "not testable")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from kdnb.report import paper
 from kdnb.report.pages import banner
 
 # notebook (book/<name>.ipynb) -> section (params/<profile>/<section>.yaml), in the order they are executed:
@@ -222,7 +223,7 @@ def page_runs(name: str, pdir: Path, root: Path):
     df = df.sort_values("role", key=lambda r: r != "teacher", kind="stable").drop_duplicates("run_id")
     df = df.sort_values(["role", "student", "method", "noise", "imbalance", "seed"], kind="stable",
                         na_position="first")
-    return df.reset_index(drop=True)
+    return df.assign(in_paper=df["method"].isin(paper.METHODS)).reset_index(drop=True)  # False: a plugin's
 
 
 def _link_runs(notebook: Path, csv: str, n_runs: int) -> None:
@@ -234,7 +235,8 @@ def _link_runs(notebook: Path, csv: str, n_runs: int) -> None:
                if c.cell_type == "markdown" and any(s.startswith("# ") for s in c.source.splitlines())), 0)
     text = (f"**Runs of this page:** {{download}}`{csv} <data/{csv}>`, {n_runs} run{'' if n_runs == 1 else 's'}, "
             "one row per run: its configuration, final and best test accuracy, wall time, device and code "
-            "version (the columns of `kdnb.store.load`, and `role`).")
+            "version (the columns of `kdnb.store.load`, `role`, and `in_paper`: false for a method the paper "
+            "does not have).")
     nb.cells.insert(at, nbformat.v4.new_markdown_cell(text, id="kdnb-runs-csv"))
     nbformat.write(nb, notebook)
 

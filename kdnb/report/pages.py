@@ -20,7 +20,7 @@ from IPython.display import HTML, Markdown
 
 from kdnb import store as store_mod
 from kdnb.data import NUM_CLASSES, imbalance_counts
-from kdnb.methods import METHODS
+from kdnb.methods import METHODS, load_plugin
 from kdnb.report import paper, tables
 from kdnb.report.analysis import (
     ORDER,
@@ -74,6 +74,8 @@ def params_from(ns: Mapping[str, Any]) -> tuple[Params, list[str]]:
     Returns the Params and the dropped method names, which a page lists as not run.
     """
     d = copy.deepcopy({k: ns[k] for k in PARAM_KEYS if k in ns})
+    for path in [d["plugins"]] if isinstance(d.get("plugins"), str) else d.get("plugins") or []:
+        load_plugin(path)  # registers the user's methods before the filter below (book/add-method.md)
     if "methods" not in d:  # the default grid's methods
         return Params.from_dict(d), []
     methods = list(d["methods"] or [])
