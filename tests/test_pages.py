@@ -178,15 +178,3 @@ def test_ablations_pair_by_seed_and_name_what_is_missing(tmp_path):
     assert "Not shown yet" in text and "bss_standard.yaml" in text
 
 
-def test_claims_summary_counts_what_ran_and_the_verdicts():
-    runs = pd.DataFrame([dict(run_id=f"{m}{s}{n}", role="student", status="done", method=m, student="resnet8",
-                              teacher="resnet26" if m == "hinton" else None, seed=s, noise=n, imbalance=float("nan"),
-                              final_acc=50.0, wall_s=1800.0, epochs=8, train_per_class=1000)
-                         for m in ("baseline", "hinton") for s in (0, 1) for n in (0.0, 0.4)])
-    grid = Params(profile="mini", dataset="cifar10", train_per_class=1000, epochs=8)
-    text = pages.claims_summary([grid], runs, {"agrees": 2, "disagrees": 1, "inconclusive": 3, "not testable": 4})
-    assert "8 finished student runs (4.0 h of training)" in text and "2 data conditions (clean, σ = 0.4)" in text
-    assert "Of the paper's 10 findings listed here**, 6 can be tested" in text and "**2 agree**" in text
-    assert "ResNet-8 ← ResNet-26; 8 epochs, 2 seeds, 1,000 training images per class (the paper: 200" in text
-    rule = pages.verdict_rule_text(2)
-    assert "12.71 / √2 = 8.98" in rule and "6.35 × the gap" in rule

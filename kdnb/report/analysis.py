@@ -102,9 +102,15 @@ def students(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[(runs["role"] == "student") & (runs["status"] == "done")]
 
 
+def _with_dataset(by: Sequence[str], runs: pd.DataFrame) -> list[str]:
+    """``by`` and the data set (when the runs name one): a CIFAR-10 and a CIFAR-100 run of one student and
+    seed are different cells (Tables III and IV), never averaged or paired together."""
+    return [*by] + (["dataset"] if "dataset" in runs.columns and "dataset" not in by else [])
+
+
 def summarize(runs: pd.DataFrame, by: Sequence[str] = ("student",), metric: str = "final_acc") -> pd.DataFrame:
     """Mean, sample std (ddof = 1; NaN for one seed) and seed count per (by..., method) of finished students."""
-    by = list(by)
+    by = _with_dataset(by, runs)
     df = students(runs)
     if df.empty:
         return pd.DataFrame(columns=[*by, "method", "mean", "std", "n"])
@@ -189,6 +195,7 @@ def paired_differences(runs: pd.DataFrame, by: Sequence[str] = ("student",),
     """Method − baseline per seed within each cell (a paired design: a method's run and the baseline's
     share the seed, hence the initial weights and the batches), then per (by..., method) the
     ``paired_interval`` of the differences: mean, std, n (pairs), lo, hi."""
+    by = _with_dataset(by, runs)
     keys = [*by, "method"]
     st = students(runs)
     if st.empty:
@@ -452,262 +459,7 @@ def observations_compared(ours: pd.DataFrame | None, theirs: pd.DataFrame) -> pd
 
 
 # ---------------------------------------------------------------------------------------------
-# The paper's findings, claim by claim ("Does it reproduce?")
-#
-# A claim is a signed contrast of test accuracies, evaluated per seed on kdnb's runs (a paired design: the
-# baseline and every method share a seed's initial weights and batches) and once on the paper's means.
-# A term (weight, methods, cell) adds weight × (mean accuracy of ``methods`` in ``cell``). A cell names a
-# student (a model, ALL: every clean-data student both kdnb and the paper have, or CONDITION: the student of
-# the label-noise / imbalance grid, the paper's WRN-16-2), a noise rate and an imbalance γ (None: balanced).
-# The verdict reads the 95 % t-interval of the per-seed contrast (``claim_verdict``).
-
-ALL, CONDITION = "all students", "condition student"
-KD = tuple(m for m in paper.METHODS if m != "baseline")  # every distillation method of the paper
-SIMILAR_POINTS = 1.0  # "similar", "comparable": a 95 % interval inside ±1 point (the project's choice)
-PAPER_CONDITION_STUDENT = "wrn16_2"  # Tables V and VI (paper §IV-B, §IV-C)
-VERDICTS = ("agrees", "disagrees", "inconclusive", "not testable")
-
-
-def _cell(student: str = ALL, noise: float = 0.0, imbalance: float | None = None) -> tuple:
-    return (student, float(noise), imbalance)
-
-
-def _gain(methods: Sequence[str] | str, cell: tuple, weight: float = 1.0) -> list[tuple]:
-    """Terms of ``mean(methods) − baseline`` in ``cell``, times ``weight``."""
-    methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    return [(weight, methods, cell), (-weight, ("baseline",), cell)]
-
-
-def _versus(a: Sequence[str] | str, b: Sequence[str] | str, cell: tuple) -> list[tuple]:
-    """Terms of ``mean(a) − mean(b)`` in ``cell``."""
-    a, b = ((x,) if isinstance(x, str) else tuple(x) for x in (a, b))
-    return [(1.0, a, cell), (-1.0, b, cell)]
-
-
-def _trend(methods: Sequence[str] | str, cell: tuple) -> list[tuple]:
-    """Terms of (gain in ``cell``) − (gain on clean, balanced data), both on the condition's student."""
-    return _gain(methods, cell) + _gain(methods, _cell(cell[0]), -1.0)
-
-
-def _claim(id: str, section: str, claim: str, words: str, terms: list[tuple], expect: str) -> dict[str, Any]:
-    return dict(id=id, section=section, claim=claim, words=words, terms=tuple(terms), expect=expect)
-
-
-NOISY, VERY_NOISY, LITTLE_NOISE, IMBALANCED = (_cell(CONDITION, 0.4), _cell(CONDITION, 0.6), _cell(CONDITION, 0.2),
-                                               _cell(CONDITION, 0.0, 1.0))
-# One record per finding: the paper's words, a short claim in its terms, the contrast, the expected sign
-# (">": positive, "<": negative, "≈": within ±SIMILAR_POINTS).
-CLAIMS: tuple[dict[str, Any], ...] = (
-    _claim("A3-1", "IV-A3", "KD gives generalization gains over the baseline (mean over the 11 methods)",
-           "KD framework is an effective technique which consistently provides generalization gains",
-           _gain(KD, _cell()), ">"),
-    _claim("A3-1s", "IV-A3", "KD helps a student of the teacher's own architecture (ResNet-26 ← ResNet-26)",
-           "KD ... also improves the performance of the model when the student and the teacher have the same "
-           "network architecture", _gain(KD, _cell("resnet26")), ">"),
-    _claim("A1-H", "IV-A1", "Hinton improves over the baseline",
-           "Hinton consistently improves the performance of the student over the baseline", _gain("hinton", _cell()),
-           ">"),
-    _claim("A3-2", "IV-A3", "Hinton is comparable to the newer methods (Hinton − mean of the other 10)",
-           "The original Hinton method ... providing comparable performance gains to the recently proposed "
-           "distillation methods", _versus("hinton", [m for m in KD if m != "hinton"], _cell()), "≈"),
-    _claim("A1-FF", "IV-A1", "FitNet and FSP perform like Hinton (their mean − Hinton)",
-           "FitNet and FSP provide similar performance to Hinton", _versus(("fitnet", "fsp"), "hinton", _cell()), "≈"),
-    _claim("A1-AT8", "IV-A1", "AT falls below the baseline on ResNet-8",
-           "AT ... even decreasing the performance over the baseline for ResNet-8", _gain("at", _cell("resnet8")),
-           "<"),
-    _claim("A3-4", "IV-A3", "AT gains more on WRN-16-2 than on ResNet-8 (gain difference)",
-           "the constraints put by these methods ... can be detrimental ... when the capacity gap is high",
-           _gain("at", _cell("wrn16_2")) + _gain("at", _cell("resnet8"), -1.0), ">"),
-    _claim("A1-R8", "IV-A1", "Relational methods fall below the baseline on ResNet-8 (mean of SP, RKD-D/A/DA)",
-           "for ResNet-8, all the relational distillation methods decrease the performance over the baseline",
-           _gain(RELATIONAL, _cell("resnet8")), "<"),
-    _claim("A3-3", "IV-A3", "Angular relations beat distances (mean of SP, RKD-A − RKD-D)",
-           "angular information can capture higher-level structure which aids in a performance gain",
-           _versus(("sp", "rkd_a"), "rkd_d", _cell()), ">"),
-    _claim("A1-BSS", "IV-A1", "BSS helps the smallest WRN (WRN-10-2)",
-           "BSS is effective for lower capacity students, providing the highest generalization for WRN-10-2",
-           _gain("bss", _cell("wrn10_2")), ">"),
-    _claim("A1-ONE", "IV-A1", "ONE improves ResNet-8", "ONE ... provides the highest performance for ResNet-8",
-           _gain("one", _cell("resnet8")), ">"),
-    _claim("A1-DML", "IV-A1", "DML improves over the baseline",
-           "DML consistently provides generalization gains over baseline across all the models",
-           _gain("dml", _cell()), ">"),
-    _claim("B-KD", "IV-B", "KD's gain grows under label noise σ = 0.4 (mean over the 11 methods)",
-           "KD ... is more robust to noisy labels prevalent in real-world datasets than standard training",
-           _trend(KD, NOISY), ">"),
-    _claim("B-H", "IV-B", "Hinton's gain grows under label noise σ = 0.4",
-           "Hinton proves to be an effective method for learning under label noise and provides substantial gains",
-           _trend("hinton", NOISY), ">"),
-    _claim("B-FF", "IV-B", "FitNet and FSP behave like Hinton under noise σ = 0.4 (their mean − Hinton)",
-           "FitNet and FSP show similar behavior to Hinton", _versus(("fitnet", "fsp"), "hinton", NOISY), "≈"),
-    _claim("B-DML", "IV-B", "DML is comparable to Hinton under noise σ = 0.4 (DML − Hinton)",
-           "DML ... provides performance comparable to Hinton", _versus("dml", "hinton", NOISY), "≈"),
-    _claim("B-ONE", "IV-B", "ONE's gain collapses at high noise σ = 0.6",
-           "ONE ... significantly harms the performance for higher noise level (0.6)", _trend("one", VERY_NOISY), "<"),
-    _claim("B-SP", "IV-B", "SP's gain grows at low noise σ = 0.2",
-           "SP interestingly performs markedly better for lower noise levels", _trend("sp", LITTLE_NOISE), ">"),
-    _claim("C-KD", "IV-C", "KD's gain grows under class imbalance γ = 1 (mean of the methods but ONE and BSS)",
-           "apart from ONE and BSS (γ = 2), all the other KD methods improve the generalization performance",
-           _trend([m for m in KD if m not in ("one", "bss")], IMBALANCED), ">"),
-    _claim("C-RKD", "IV-C", "RKD-A and RKD-DA lead under imbalance γ = 1 (their mean − mean of the other 9)",
-           "RKD-A and RKD-DA provide the highest generalization across all the γ values",
-           _versus(("rkd_a", "rkd_da"), [m for m in KD if m not in ("rkd_a", "rkd_da")], IMBALANCED), ">"),
-)
-
-
-def paper_cells() -> pd.DataFrame:
-    """The paper's CIFAR-10 means as one frame (student, noise, imbalance, method, mean): Table III on clean,
-    balanced data, Tables V and VI (WRN-16-2) under label noise and class imbalance."""
-    gen = paper.generalization("cifar10").assign(noise=0.0, imbalance=np.nan)
-    frames = [gen, paper.label_noise().assign(imbalance=np.nan), paper.imbalance().assign(noise=0.0)]
-    cols = ["student", "noise", "imbalance", "method", "mean"]
-    df = pd.concat([f[cols] for f in frames], ignore_index=True)
-    return df.drop_duplicates(["student", "noise", "imbalance", "method"]).reset_index(drop=True)
-
-
-def _key(student: str, noise: float, imbalance: Any) -> tuple:
-    g = None if imbalance is None or pd.isna(imbalance) else round(float(imbalance), 6)
-    return (student, round(float(noise), 6), g)
-
-
-def _students_in(cells: pd.DataFrame, noise: float, imbalance: Any) -> list[str]:
-    k = [_key(s, n, i) for s, n, i in zip(cells["student"], cells["noise"], cells["imbalance"], strict=True)]
-    want = _key("", noise, imbalance)[1:]
-    return sorted({s for s, *rest in k if tuple(rest) == want})
-
-
-def _resolve(terms: Sequence[tuple], present: pd.DataFrame, others: pd.DataFrame) -> dict:
-    """The students each symbolic name of ``terms`` stands for in kdnb's runs ``present``: ALL → the
-    clean-data students that the paper (``others``) has too, CONDITION → the student of the condition grid
-    (the paper's WRN-16-2 if kdnb has it)."""
-    out: dict[str, list[str]] = {}
-    out[ALL] = [s for s in _students_in(present, 0.0, None) if s in set(_students_in(others, 0.0, None))]
-    conds = [c for _, _, c in terms if c[0] == CONDITION and (c[1] or c[2] is not None)]
-    have = sorted(set.intersection(*[set(_students_in(present, c[1], c[2])) for c in conds])) if conds else []
-    out[CONDITION] = [PAPER_CONDITION_STUDENT] if PAPER_CONDITION_STUDENT in have else have[:1]
-    return out
-
-
-def _contrast(terms: Sequence[tuple], table: pd.DataFrame, students_of: dict) -> tuple[pd.Series, list[str]]:
-    """The contrast per column of ``table`` (index (student, noise, imbalance, method) keys; columns: seeds,
-    or one column of means) and the cells it needs but ``table`` lacks."""
-    total, missing = None, []
-    for weight, methods, (student, noise, imbalance) in terms:
-        archs = students_of.get(student, [student])
-        if not archs:
-            missing.append(f"no runs at {_where(noise, imbalance)}")
-            continue
-        parts = []
-        for s in archs:
-            keys = [(*_key(s, noise, imbalance), m) for m in methods]
-            lack = [m for k, m in zip(keys, methods, strict=True) if k not in table.index]
-            if len(lack) == len(methods):
-                cell = _key(s, noise, imbalance)
-                none_there = not any(k[:3] == cell for k in table.index)
-                what = "runs" if none_there or len(methods) > 1 else f"{label(methods[0])} runs"
-                missing.append(f"no {what} on {label(s)} at {_where(noise, imbalance)}")
-            elif lack:
-                missing.append(f"{names(lack)} not run on {label(s)} at {_where(noise, imbalance)}")
-            parts += [table.loc[[k]].iloc[0] for k in keys if k in table.index]
-        if parts and not missing:
-            term = weight * pd.concat(parts, axis=1).mean(axis=1, skipna=False)
-            total = term if total is None else total + term
-    return (pd.Series(dtype=float) if total is None else total.dropna()), missing
-
-
-def _where(noise: float, imbalance: Any) -> str:
-    return condition_label(noise, imbalance, clean="clean data")
-
-
-def _cell_keys(df: pd.DataFrame) -> pd.Index:
-    """One (student, noise, imbalance, method) key per row of ``df`` (``_key`` rounding)."""
-    keys = [(*_key(s, n, i), m) for s, n, i, m in zip(df["student"], df["noise"], df["imbalance"], df["method"],
-                                                       strict=True)]
-    return pd.Index(keys, tupleize_cols=False)
-
-
-def _seed_table(runs: pd.DataFrame, metric: str = "final_acc") -> pd.DataFrame:
-    st = students(runs)
-    if st.empty:
-        return pd.DataFrame()
-    df = pd.DataFrame({"key": _cell_keys(st), "seed": st["seed"].to_numpy(), "acc": st[metric].to_numpy(dtype=float)})
-    t = df.pivot_table(index="key", columns="seed", values="acc", aggfunc="mean")
-    t.index = pd.Index(t.index, tupleize_cols=False)
-    return t
-
-
-def claim_verdict(expect: str, lo: float, hi: float, n: int, margin: float = SIMILAR_POINTS) -> str:
-    """The verdict on a contrast from its 95 % interval [lo, hi] over n seeds.
-
-    ``>``: agrees when lo > 0, disagrees when hi < 0; ``<``: the mirror; ``≈``: agrees when the interval lies
-    inside ±margin, disagrees when it lies wholly outside; otherwise inconclusive. Under two seeds there is
-    no interval: not testable.
-    """
-    if expect not in (">", "<", "≈"):
-        raise ValueError(f"unknown expectation {expect!r}; valid: >, <, ≈")
-    if n < 2 or pd.isna(lo) or pd.isna(hi):
-        return "not testable"
-    if expect == ">":
-        return "agrees" if lo > 0 else "disagrees" if hi < 0 else "inconclusive"
-    if expect == "<":
-        return "agrees" if hi < 0 else "disagrees" if lo > 0 else "inconclusive"
-    return ("agrees" if -margin <= lo and hi <= margin else
-            "disagrees" if lo > margin or hi < -margin else "inconclusive")
-
-
-def _names_of(students_of: dict, terms: Sequence[tuple]) -> str:
-    return names(sorted({s for _, _, c in terms for s in students_of.get(c[0], [c[0]])}, key=model_order))
-
-
-EMPTY_CELLS = pd.DataFrame(columns=["student", "noise", "imbalance"])
-
-
-def claims_table(runs: pd.DataFrame, claims: Sequence[dict[str, Any]] = CLAIMS,
-                 paper_means: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every claim checked on ``runs`` (the student runs of the profile's grids, any mix of sections): one row
-    each with id, section, claim, words, expect, paper (its contrast), paper_on (its models), kdnb (mean
-    per-seed contrast), lo, hi, n, kdnb_on, missing (what the profile lacks) and verdict."""
-    pm = paper_cells() if paper_means is None else paper_means
-    ptable = pd.DataFrame({"mean": pm["mean"].to_numpy(dtype=float)}, index=_cell_keys(pm))
-    seeds = _seed_table(runs)
-    st = students(runs)
-    rows = []
-    for c in claims:
-        ours_students = _resolve(c["terms"], st if not st.empty else EMPTY_CELLS, pm)
-        theirs_students = {**ours_students, CONDITION: [PAPER_CONDITION_STUDENT]}
-        if not ours_students[ALL]:  # nothing of the profile to compare with: the paper's own models
-            theirs_students[ALL] = list(paper.STUDENTS)
-        pval, _ = _contrast(c["terms"], ptable, theirs_students)
-        kval, missing = (_contrast(c["terms"], seeds, ours_students) if not seeds.empty
-                         else (pd.Series(dtype=float), ["every run"]))
-        missing = [m for m in dict.fromkeys(missing) if m != f"no runs at {_where(0.0, None)}"] or missing
-        iv = paired_interval(kval.to_numpy()) if not missing else paired_interval([])
-        verdict = "not testable" if missing else claim_verdict(c["expect"], iv["lo"], iv["hi"], iv["n"])
-        rows.append(dict(id=c["id"], section=c["section"], claim=c["claim"], words=c["words"], expect=c["expect"],
-                         paper=float(pval.iloc[0]) if len(pval) else math.nan,
-                         paper_on=_names_of(theirs_students, c["terms"]), kdnb=iv["mean"], lo=iv["lo"], hi=iv["hi"],
-                         n=iv["n"], kdnb_on=_names_of(ours_students, c["terms"]) if not missing else "",
-                         missing="; ".join(missing), verdict=verdict))
-    return pd.DataFrame(rows)
-
-
-def transfer_claims(ours: pd.DataFrame | None, theirs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The paper's observations about Fig. 1 (§IV-D) as claims rows: the verdict is agrees or disagrees as the
-    observation holds on kdnb's matrix (one measurement, no interval), not testable without a matrix or a
-    method it needs."""
-    obs = observations_compared(ours, paper.transfer() if theirs is None else theirs)
-    rows = [dict(id=f"D-{i + 1}", section="IV-D", claim=r.observation, words=r.observation, expect="holds",
-                 paper_detail=r.paper_detail, kdnb_detail=r.detail,
-                 verdict="not testable" if r.kdnb is None or pd.isna(r.kdnb) else
-                 "agrees" if r.kdnb else "disagrees")
-            for i, r in enumerate(obs.itertuples(index=False))]
-    return pd.DataFrame(rows)
-
-
-def verdict_counts(*tables: pd.DataFrame) -> dict[str, int]:
-    """How many claims got each verdict, over ``tables`` (``claims_table``, ``transfer_claims``)."""
-    v = pd.concat([t["verdict"] for t in tables], ignore_index=True) if tables else pd.Series(dtype=str)
-    return {k: int((v == k).sum()) for k in VERDICTS}
+# Runs at the paper's protocol beside the paper (the findings themselves: kdnb.report.claims)
 
 
 def against_paper(cells: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFrame:

@@ -382,31 +382,59 @@ def transfer_grid(long: pd.DataFrame) -> Figure:
 # ---------------------------------------------------------------------------------------------
 # Does it reproduce?
 
-VERDICT_COLORS = {"agrees": "#1e8449", "disagrees": "#b03a2e", "inconclusive": "#777777", "not testable": "#bbbbbb"}
+VERDICT_COLORS = {"agrees": "#1e8449", "disagrees": "#b03a2e", "too noisy": "#777777"}
 
 
-@styled
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
 def plot_claims(claims: pd.DataFrame) -> Figure | None:
-    """kdnb's contrast per claim (``analysis.claims_table``) with its 95 % interval, coloured by verdict, and
-    the paper's contrast (grey diamond); the x-axis is cut at a few times the largest mean (intervals reaching
-    beyond it run off the edge). None when no claim was tested."""
-    c = claims[claims["n"] > 0].iloc[::-1]
-    if c.empty:
+    """A forest plot of the findings that kdnb tests (``kdnb.report.claims.claims_table``): one panel per source
+    of evidence (the paper's own tables, then each kdnb store that tests something, each on its own
+    architectures), a row per finding named in words, the deciding contrast with its 95 % interval coloured
+    by that source's verdict, the equivalence band of a ≈ finding shaded, and intervals that run past the
+    panel's edge marked with an arrow. None when kdnb tests nothing."""
+    tested = claims[claims["verdict"] != "no data"]
+    if tested.empty:
         return None
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.3 * len(c) + 1.3), layout="constrained")
-    y = range(len(c))
-    for yi, r in zip(y, c.itertuples(index=False), strict=True):
-        ax.errorbar(r.kdnb, yi, xerr=[[r.kdnb - r.lo], [r.hi - r.kdnb]] if not pd.isna(r.lo) else None, fmt="o",
-                    color=VERDICT_COLORS[r.verdict], capsize=2, lw=1.2)
-        ax.plot(r.paper, yi, "D", color=KDNB_PAPER[1], markeredgecolor="#555", ms=5, zorder=3)
-    reach = max(c["kdnb"].abs().max(), c["paper"].abs().max()) * 1.6 + 1
-    ax.set_xlim(-reach, reach)
-    ax.axvline(0, color="#333", lw=0.8)
-    ax.set_yticks(list(y), [f"{i}" for i in c["id"]])
-    ax.set_xlabel("contrast (points)")
-    ax.grid(axis="x", alpha=0.3)
-    handles = [Line2D([], [], marker="o", ls="", color=col, label=f"kdnb: {v}") for v, col in VERDICT_COLORS.items()
-               if v in set(c["verdict"])]
-    handles.append(Line2D([], [], marker="D", ls="", color=KDNB_PAPER[1], markeredgecolor="#555", label="paper"))
-    _legend_on_top(fig, handles, "kdnb: mean and 95 % CI over seeds, coloured by verdict; paper: its means")
+    panels = [("paper", "the paper's own tables (its students, 5 seeds)", tested.assign(
+        est=tested["paper_est"], lo=tested["paper_lo"], hi=tested["paper_hi"], margin=tested["paper_margin"],
+        verdict=tested["paper_verdict"]))]
+    for src, rows in tested.groupby("source", sort=False):
+        on = rows["on"].iloc[0].split(": ", 1)[1]
+        scale = on.split("; ", 1)[1].split(", ")[0] if "; " in on else ""
+        panels.append((src, f"kdnb, {src}: {on.split(' (paper')[0].split(';')[0]}; {scale}", rows))
+    heights = [len(p[2]) + 1.5 for p in panels]
+    # 0.2 in narrower than WIDTH: the row names fill the figure to its edge, and the saved PNG adds a pad
+    fig, axes = plt.subplots(len(panels), 1, figsize=(WIDTH - 0.2, 0.24 * sum(heights) + 1.0), layout="constrained",
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (_, title, rows) in zip(axes[:, 0], panels, strict=True):
+        rows = rows.iloc[::-1]
+        vals = pd.concat([rows["est"], rows["margin"].dropna()]).abs()
+        reach = max(float(np.nanpercentile(vals, 90)) * 1.5, 1.0) if len(vals.dropna()) else 1.0
+        for y, r in enumerate(rows.itertuples(index=False)):
+            if pd.notna(r.margin):
+                ax.add_patch(plt.Rectangle((-r.margin, y - 0.35), 2 * r.margin, 0.7, color="#dddddd", lw=0, zorder=0))
+            color = VERDICT_COLORS.get(r.verdict, "#bbbbbb")
+            lo, hi = max(r.lo, -reach), min(r.hi, reach)
+            ax.plot([lo, hi], [y, y], color=color, lw=1.4)
+            ax.plot(np.clip(r.est, -reach, reach), y, "o", color=color, ms=4)
+            for end, edge, mark in ((r.lo, -reach, "<"), (r.hi, reach, ">")):
+                if end < edge if mark == "<" else end > edge:
+                    ax.plot(edge * 0.97, y, mark, color=color, ms=5)
+        ax.set_xlim(-reach, reach)
+        ticks = plt.MaxNLocator(7, symmetric=True).tick_values(-reach, reach)
+        ax.set_xticks([x for x in ticks if abs(x) <= reach * 0.92])  # none at the edge: its label would overhang
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.axvline(0, color="#333", lw=0.8)
+        ax.set_yticks(range(len(rows)), [_short(f"{i} {c}") for i, c in zip(rows["id"], rows["claim"], strict=True)])
+        ax.set_title(title, loc="right", fontsize=10)  # anchored right: it spans the row names, not past the edge
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("contrast (points; D rows: transfer rate)")
+    handles = [Line2D([], [], marker="o", color=col, label=v) for v, col in VERDICT_COLORS.items()]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="#dddddd", label="≈ margin"))
+    handles.append(Line2D([], [], marker=">", ls="", color="#555", label="runs past the edge"))
+    _legend_on_top(fig, handles[:3], "95 % interval of the contrast that decides each verdict")
+    fig.legend(handles=handles[3:], loc="outside lower center", ncol=2, frameon=False)
     return fig

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,13 +23,9 @@ from kdnb.methods import METHODS, load_plugin
 from kdnb.report import paper, tables
 from kdnb.report.analysis import (
     ORDER,
-    SIMILAR_POINTS,
     against_paper,
-    balanced,
-    claims_table,
     class_groups,
     column_label,
-    condition_label,
     gains,
     label,
     minority_classes,
@@ -43,9 +38,6 @@ from kdnb.report.analysis import (
     run_costs,
     students,
     summarize,
-    t975,
-    transfer_claims,
-    verdict_counts,
     wide,
 )
 from kdnb.report.tables import duration
@@ -53,15 +45,11 @@ from kdnb.study import (
     Params,
     Study,
     teacher_grids,
-    transfer_key,
     transfer_path,
-    transfer_settings,
-    transfer_sources,
 )
 
 PARAM_KEYS = tuple(f.name for f in dataclasses.fields(Params))
 TEACHER_SECTIONS = ("generalization", "label_noise", "imbalance", "transferability")  # every section with students
-CLAIM_SECTIONS = ("generalization", "label_noise", "imbalance")  # the sections whose runs the claims read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,59 +121,12 @@ def banner_html(profile: str, headline: str = "") -> HTML:
     return HTML(banner(profile, headline))
 
 
-def _stored_matrix(g: Params, runs: pd.DataFrame) -> pd.DataFrame | None:
-    """The transfer matrix of grid ``g``'s first student as stored (``study.transfer_for`` writes it), or None:
-    read, never computed, so that a page executed before the transferability page attacks nothing."""
-    ids, teacher = transfer_sources(runs, g.students[0])
-    path = transfer_path(g.store, transfer_key(ids, teacher, transfer_settings(g), g))
-    if not ids or not path.is_file():
-        return None
-    m = json.loads(path.read_text())["matrix"]
-    return pd.DataFrame(m["data"], index=m["index"], columns=m["columns"], dtype=float)
+def headline(params_dir: str | Path = "", store: str = "") -> str:
+    """The build's headline numbers for ``banner``: ``kdnb.report.claims.headline`` of the checkout the book is
+    built in (every committed store; the arguments are kept for the pages that pass them)."""
+    from kdnb.report import claims
 
-
-def profile_claims(params_dir: str | Path, store: str) -> dict[str, Any]:
-    """The paper's findings checked on the stored runs of a profile (the grids of ``CLAIM_SECTIONS``) and on
-    the stored transfer matrix of its transferability grid: grids, runs, claims, transfer, counts, matrix."""
-    grids = load_grids(params_dir, CLAIM_SECTIONS, store=store)
-    runs = pd.concat([Study(g).results() for g in grids], ignore_index=True).drop_duplicates("run_id") if grids \
-        else pd.DataFrame(columns=["run_id", "role", "status"])
-    matrix = next((_stored_matrix(g, Study(g).results()) for g in load_grids(params_dir, ["transferability"],
-                                                                             store=store)), None)
-    claims, transfer = claims_table(runs), transfer_claims(matrix)
-    return dict(grids=grids, runs=runs, claims=claims, transfer=transfer, matrix=matrix,
-                counts=verdict_counts(claims, transfer))
-
-
-def _scale(st: pd.DataFrame) -> str:
-    """``ResNet-8 ← ResNet-26; 8 epochs, 2 seeds, 1,000 training images per class``: the scale of student runs."""
-    taught = st.dropna(subset=["teacher"]) if "teacher" in st else pd.DataFrame(columns=["student", "teacher"])
-    teachers = taught.groupby("student")["teacher"].agg(lambda t: "/".join(sorted({label(x) for x in t})))
-    pair_text = ", ".join(f"{label(s)} ← {teachers[s]}" if s in teachers else label(s)
-                          for s in sorted(set(st["student"]), key=model_order))
-    epochs = sorted(set(st["epochs"].dropna())) if "epochs" in st else []
-    per_class = sorted(set(st["train_per_class"].dropna())) if "train_per_class" in st else []
-    images = f"{'/'.join(f'{int(n):,}' for n in per_class)} training images per class" if per_class else \
-        "all training images"
-    length = [f"{'/'.join(str(int(e)) for e in epochs)} epochs"] if epochs else []
-    return f"{pair_text}; " + ", ".join([*length, _n(st["seed"].nunique(), "seed"), images])
-
-
-def headline(params_dir: str | Path, store: str) -> str:
-    """The build's headline numbers (HTML, for ``banner``) from the stored runs as they stand when the page is
-    executed (the summary page, executed last, has them all): ``headline_of`` the ``profile_claims``."""
-    return headline_of(profile_claims(params_dir, store))
-
-
-def headline_of(found: Mapping[str, Any]) -> str:
-    """How many runs at what scale, and how many of the paper's findings agree, disagree, are inconclusive
-    or cannot be tested (``found``: ``profile_claims``)."""
-    st, c = students(found["runs"]), found["counts"]
-    if st.empty:
-        return "This build has no finished student run yet, so none of the paper's findings is tested."
-    return (f"This build: {_n(len(st), 'finished student run')} ({_scale(st)}). Of the paper's {sum(c.values())} "
-            f"findings, {c['agrees']} agree, {c['disagrees']} disagree, {c['inconclusive']} are inconclusive and "
-            f"{c['not testable']} cannot be tested here (<a href=\"summary.html\">Does it reproduce?</a>).")
+    return claims.headline(Path.cwd())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,108 +465,6 @@ def class_tables(per_class: pd.DataFrame, p: Params) -> list[Any]:
                                           "majority classes and its gain over the baseline (points; mean of the "
                                           "paired per-seed gains [95 % CI])")]
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Does it reproduce?
-
-PAPER_SCOPE = {  # the paper's experiments (§IV, Tables II-VI, Fig. 1): 5 seeds, 200 epochs, all training images
-    "Table II: teachers": "ResNet-26 and WRN-40-2 (ResNet-26x4 on CIFAR-100), one per data condition; best of 5 seeds",
-    "Table III: CIFAR-10": "8 students (ResNet-8/14/20/26, WRN-10/16/28/40-2) × 12 methods, 5 seeds, 200 epochs",
-    "Table IV: CIFAR-100": "8 students (ResNet-8/14/20/26x4, WRN-10/16/28/40-2) × 12 methods, 5 seeds, 200 epochs",
-    "Table V: label noise": "WRN-16-2 ← WRN-40-2, σ ∈ {0.2, 0.4, 0.6} × 12 methods, 5 seeds",
-    "Table VI: class imbalance": "WRN-16-2 ← WRN-40-2, γ ∈ {0.2, 0.6, 1, 2} (5000 to 250 images a class) × 12 "
-                                 "methods, 5 seeds",
-    "Fig. 1: transferability": "PGD examples (ε = 0.031, 20 steps) between 10 methods and the teacher",
-}
-
-
-def _experiment(run: Any) -> str:
-    """The paper's experiment (a key of ``PAPER_SCOPE``) that a student run belongs to."""
-    if not balanced(run.imbalance):
-        return "Table VI: class imbalance"
-    if run.noise:
-        return "Table V: label noise"
-    return "Table IV: CIFAR-100" if run.dataset == "cifar100" else "Table III: CIFAR-10"
-
-
-def _conditions(df: pd.DataFrame) -> list[str]:
-    """The data conditions of the runs in ``df``, balanced first, then by σ and γ."""
-    pairs = {(float(n), None if balanced(g) else float(g)) for n, g in zip(df["noise"], df["imbalance"], strict=True)}
-    return [condition_label(n, g) for n, g in sorted(pairs, key=lambda k: (k[1] is not None, k))]
-
-
-def coverage(runs: pd.DataFrame, matrix: pd.DataFrame | None) -> pd.DataFrame:
-    """What this build covers of each experiment of the paper (``PAPER_SCOPE``), from its stored runs:
-    experiment, paper, this build (models, conditions, methods, seeds, epochs, images; finished runs)."""
-    st = students(runs)
-    kind = pd.Series([_experiment(r) for r in st.itertuples(index=False)], index=st.index, dtype=object)
-    teachers = runs[(runs["role"] == "teacher") & (runs["status"] == "done")] if len(runs) else runs
-    rows = []
-    for exp, scope in PAPER_SCOPE.items():
-        part = st[kind == exp]
-        if exp == "Table II: teachers":
-            conds = _conditions(teachers)
-            built = (f"{names(sorted(set(teachers['student']), key=model_order))}, {_n(len(conds), 'data condition')}, "
-                     f"{_n(len(teachers), 'run')}") if len(teachers) else "not run"
-        elif exp == "Fig. 1: transferability":
-            built = (f"a matrix of {len(matrix.columns) - 2} sources and the teacher against {len(matrix.index) - 1} "
-                     "targets") if matrix is not None else "not computed"
-        else:
-            built = (f"{_scale(part)}; {', '.join(_conditions(part))}; {part['method'].nunique()} methods; "
-                     f"{_n(len(part), 'finished run')}") if len(part) else "not run"
-        rows.append({"experiment": exp, "the paper": scope, "this build": built})
-    return pd.DataFrame(rows)
-
-
-def claims_summary(grids: Sequence[Params], runs: pd.DataFrame, counts: Mapping[str, int]) -> str:
-    """The paragraph above the claims table (markdown): what was run, at what scale, how many claims hold."""
-    st = students(runs)
-    total, p = sum(counts.values()), grids[0]
-    conds = _conditions(st) if len(st) else []
-    tested = total - counts.get("not testable", 0)
-    return (f"**What was run:** profile `{p.profile}`, {_n(len(st), 'finished student run')} "
-            f"({duration(st['wall_s'].sum()) if 'wall_s' in st else 'unknown time'} of training) on "
-            f"{label(p.dataset)}: "
-            + (_scale(st) if len(st) else "nothing yet")
-            + f" (the paper: 200 epochs, 5 seeds), {_n(len(conds), 'data condition')}"
-            + (f" ({', '.join(conds)})" if conds else "")
-            + f". **Of the paper's {total} findings listed here**, "
-            f"{tested} can be tested with this profile: **{counts.get('agrees', 0)} agree**, "
-            f"{counts.get('disagrees', 0)} disagree and {counts.get('inconclusive', 0)} are inconclusive "
-            f"(within the noise); {counts.get('not testable', 0)} are not testable with this profile "
-            "(models, noise rates or seeds it does not run).")
-
-
-def verdict_rule_text(n_seeds: int) -> str:
-    """How the verdicts are computed, and what ``n_seeds`` seeds can show (markdown)."""
-    rule = ("**The rule.** Each finding is a contrast of test accuracies in percentage points: a gain (method − "
-            "baseline in the same cell), a difference between methods in the same cell, or a trend (the gain "
-            "under label noise or imbalance minus the gain on clean data, on one architecture). kdnb computes it "
-            "per seed: the baseline and each method share a seed's initial weights and batches (a paired design), "
-            "so each seed gives one paired difference; across seeds, the mean and its 95 % Student-t interval. "
-            "For a finding that expects a positive contrast the verdict is *agrees* when the interval lies above "
-            "0, *disagrees* when it lies below 0, *inconclusive* otherwise (and the mirror for a negative one); "
-            f"for *similar* or *comparable*, *agrees* when the interval lies within ±{SIMILAR_POINTS:g} point, "
-            "*disagrees* when it lies wholly outside, *inconclusive* otherwise. *Not testable*: the profile "
-            "lacks a cell the contrast needs (a model, a noise rate) or has fewer than two seeds. The paper's "
-            "evidence is the same contrast on its means (5 seeds; its tables give no per-seed values, so no "
-            "interval). Where the paper has no cell of kdnb's architecture (Tables V and VI are WRN-16-2), "
-            "both sides are trends within their own architecture, never one cell against the other. The "
-            "transfer findings (§IV-D) are orderings on one matrix per side: *agrees* when the ordering holds "
-            "on kdnb's matrix, with no interval.")
-    if n_seeds >= 2:
-        t = t975(n_seeds - 1)
-        k = t / math.sqrt(n_seeds)
-        rule += (f" **What {n_seeds} seeds can show:** the interval's half-width is {t:.2f} / √{n_seeds} = "
-                 f"{k:.2f} times the seeds' standard deviation of the paired difference"
-                 + (f"; with two seeds that is {t / 2:.2f} × the gap between the two seeds' differences, so a "
-                    "contrast is resolved only when both seeds agree on it to within a fraction of its size (as "
-                    "for large effects), while the paper's typical gains of 0.3-2 points stay inconclusive unless "
-                    "the seeds agree almost exactly. Two seeds cannot estimate the seed-to-seed spread itself "
-                    "(one degree of freedom): an *agrees* or *disagrees* is strong evidence only when the "
-                    "interval is far from its threshold." if n_seeds == 2 else "."))
-    return rule
 
 
 # ---------------------------------------------------------------------------------------------

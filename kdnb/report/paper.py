@@ -252,3 +252,126 @@ def table(name: str) -> pd.DataFrame:
     if key not in funcs:
         raise ValueError(f"unknown table {name!r}; known: II, III, IV, V, VI, fig1")
     return funcs[key]()
+
+
+# §IV's findings, sentence by sentence as the paper words them (math typeset as text: "γ = 2"), keyed by the
+# id under which kdnb.report.claims tests each one; a sentence that makes two claims appears under two ids,
+# each with the part it tests.
+FINDINGS = {
+    # §IV-A, opening
+    "A-0": ("IV-A", "For the majority of the methods, we see generalization gain over the baseline."),
+    # §IV-A1, CIFAR-10 (Table III)
+    "A1-H": ("IV-A1", "Hinton consistently improves the performance of the student over the baseline and proves "
+                      "effective across varying degrees of capacity gaps."),
+    "A1-BSS-low": ("IV-A1", "BSS is effective for lower capacity students"),
+    "A1-BSS-hi": ("IV-A1", "providing the highest generalization for WRN-10-2"),
+    "A1-BSS-cap": ("IV-A1", "but it adversely affects the performance as the capacity of the model increases."),
+    "A1-FF-sim": ("IV-A1", "FitNet and FSP provide similar performance to Hinton"),
+    "A1-FF-gain": ("IV-A1", "Both of these methods improve the generalization over the baseline consistently"),
+    "A1-FF-occ": ("IV-A1", "however occasionally failing to outperform the Hinton method."),
+    "A1-AT-H": ("IV-A1", "AT, fails to improve over Hinton for the ResNet models"),
+    "A1-AT8": ("IV-A1", "even decreasing the performance over the baseline for ResNet-8."),
+    "A1-AT-W": ("IV-A1", "For higher capacity WRN models, however, AT proves to be much more effective"),
+    "A1-AT-top": ("IV-A1", "and is amongst top-performing techniques for WRN-16-2 and WRN-28-2."),
+    "A1-REL-top": ("IV-A1", "Relational knowledge distillation methods also show promising results, with SP and "
+                            "RKD-A amongst the top performing models for ResNet-20, WRN-16-2 and higher capacity "
+                            "variants."),
+    "A1-RKDDA": ("IV-A1", "RKD-DA provides the highest generalization for WRN-40-2 and close to the highest value "
+                          "for ResNet-26."),
+    "A1-REL-gap": ("IV-A1", "However, the effectiveness of these methods drops substantially as the capacity gap "
+                            "between the teacher and student increases"),
+    "A1-R8": ("IV-A1", "for ResNet-8, all the relational distillation methods decrease the performance over the "
+                       "baseline."),
+    "A1-ON": ("IV-A1", "Lastly, online distillation demonstrates comparable effectiveness in improving the "
+                       "performance of the baseline model to their traditional counterparts which uses a static "
+                       "teacher model for supervision."),
+    "A1-ONE-R": ("IV-A1", "ONE consistently improves the generalization of the baseline for ResNet models"),
+    "A1-ONE-hi": ("IV-A1", "and provides the highest performance for ResNet-8 and ResNet-26."),
+    "A1-ONE-W": ("IV-A1", "However, for WRN, it only manages to improve the performance for the higher capacity "
+                          "WRN-40-2 model."),
+    "A1-DML": ("IV-A1", "DML consistently provides generalization gains over baseline across all the models."),
+    # §IV-A2, CIFAR-100 (Table IV)
+    "A2-RESP": ("IV-A2", "Response distillation methods are among the most efficient methods across the different "
+                         "models."),
+    "A2-H": ("IV-A2", "Hinton improves the generalization for all the models except WRN-10-2."),
+    "A2-BSS": ("IV-A2", "BSS again proves to be effective on lower capacity models, providing the highest "
+                        "generalization for WRN-10-2."),
+    "A2-FF": ("IV-A2", "Similar to CIFAR-10, FitNet and FSP provide similar performance to Hinton"),
+    "A2-AT": ("IV-A2", "and AT is detrimental for lower capacity models."),
+    "A2-REL": ("IV-A2", "Relational knowledge distillation methods exhibit similar behavior as for CIFAR-10, proving "
+                        "more effective when the capacity gap is less."),
+    "A2-SP": ("IV-A2", "SP provides the highest generalization for ResNet-14 and higher capacity ResNet models."),
+    "A2-ONE": ("IV-A2", "Online distillation methods also exhibit similar behavior, with ONE proving to be "
+                        "effective on ResNet but failing to improve the performance on WRN except for WRN-40-2."),
+    "A2-DML": ("IV-A2", "DML, on the other hand, is particularly effective on WRN, providing the highest "
+                        "generalization gains on WRN-16-2 and higher capacity WRN models."),
+    # §IV-A3, key insights 1-6
+    "A3-1": ("IV-A3", "KD framework is an effective technique which consistently provides generalization gains."),
+    "A3-1b": ("IV-A3", "The methods are generally effective and versatile enough to cater to different datasets "
+                       "and network architectures even for the higher capacity gap between the student and "
+                       "teacher."),
+    "A3-1c": ("IV-A3", "KD is not only effective for model compression but also improves the performance of the "
+                       "model when the student and the teacher have the same network architecture."),
+    "A3-2": ("IV-A3", "The original Hinton method, while simple, is quite effective and versatile, providing "
+                      "comparable performance gains to the recently proposed distillation methods."),
+    "A3-3a": ("IV-A3", "RKD-A measures the angle formed between triplets of data points and provides similar "
+                       "performance to SP."),
+    "A3-3b": ("IV-A3", "The results suggest that angular information can capture higher-level structure which aids "
+                       "in a performance gain."),
+    "A3-4a": ("IV-A3", "Considering AT as a better representative for representation space distillation, the "
+                       "constraints put by these methods on the learned representation can be detrimental to the "
+                       "performance of the student when the capacity gap is high."),
+    "A3-4b": ("IV-A3", "Generally, we observe that the methods which provide more flexibility to the student in "
+                       "learning e.g. response distillation and relational KD methods are more versatile and can "
+                       "provide higher performance gains."),
+    "A3-5": ("IV-A3", "The occasional performance gains with FSP and FitNet over Hinton, highlights the importance "
+                      "of better model initialization."),
+    "A3-6": ("IV-A3", "This highlights the effectiveness of collaborative learning in improving the generalization "
+                      "of the models."),
+    # §IV-B, label noise (Table V)
+    "B-maj": ("IV-B", "Table V shows that majority of the KD methods improve the generalization of the student "
+                      "trained under varying degrees of label corruption over the baseline."),
+    "B-H": ("IV-B", "Hinton proves to be an effective method for learning under label noise and provides "
+                    "substantial gains in performance."),
+    "B-H-hi": ("IV-B", "For a lower noise level (0.2), it provides the highest generalization."),
+    "B-FF": ("IV-B", "As observed in section IV-A, FitNet and FSP show similar behavior to Hinton."),
+    "B-ONE-lo": ("IV-B", "Amongst the online distillation methods, ONE improves the generalization over the "
+                         "baseline for lower noise levels"),
+    "B-ONE-hi": ("IV-B", "but significantly harms the performance for higher noise level (0.6)."),
+    "B-DML": ("IV-B", "DML is amongst the more effective methods"),
+    "B-DML-H": ("IV-B", "and provides performance comparable to Hinton."),
+    "B-soft": ("IV-B", "The performance of these methods demonstrate the effectiveness of soft-targets in providing "
+                       "useful information about the data points with corrupted labels and mitigating the adverse "
+                       "effect of noisy labels."),
+    "B-SP": ("IV-B", "Among the relational knowledge distillation methods, SP interestingly performs markedly "
+                     "better for lower noise levels"),
+    "B-KD": ("IV-B", "The results show that the efficacy of KD extends beyond model compression and offers a "
+                     "general-purpose learning framework which is more robust to noisy labels prevalent in "
+                     "real-world datasets than standard training."),
+    # §IV-C, class imbalance (Table VI)
+    "C-all": ("IV-C", "Table VI shows that apart from ONE and BSS (γ = 2), all the other KD methods improve the "
+                      "generalization performance of the baseline model."),
+    "C-exc": ("IV-C", "apart from ONE and BSS (γ = 2)"),
+    "C-RKD": ("IV-C", "In particular, RKD-A and RKD-DA provide the highest generalization across all the γ values"),
+    "C-HD": ("IV-C", "followed by Hinton and DML."),
+    "C-KD": ("IV-C", "The empirical results show KD methods offer a more effective approach for training models on "
+                     "imbalanced datasets."),
+    # §IV-D, transferability (Fig. 1)
+    "D-1": ("IV-D", "AT achieves significantly higher transferability compared to other KD methods"),
+    "D-2": ("IV-D", "AT is followed by BSS which explicitly attempts to match the decision boundary of the teacher "
+                    "and therefore has much higher transferability compared to Hinton."),
+    "D-3": ("IV-D", "Relational Knowledge Distillation methods provide higher transferability than Hinton, FSP and "
+                    "FitNet"),
+    "D-3b": ("IV-D", "even though they do not explicitly mimic the representation space or the decision boundary "
+                     "which suggest that maintaining the relations between data points implicitly causes the "
+                     "internal representation to be similar."),
+    "D-4": ("IV-D", "The comparatively lower values for Hinton and related methods (FitNet and FSP) might be "
+                    "explained by the effect of the Hinton method in improving the robustness of the model"),
+    "D-5": ("IV-D", "The adversarial examples generated with AT, on average, provide the highest transferability to "
+                    "the other methods."),
+    "D-6": ("IV-D", "Relational knowledge distillation methods achieve higher transferability whereas the methods "
+                    "which include the Hinton loss (response distillation methods, FitNet, and FSP) provide "
+                    "significantly lower transferability."),
+    "D-7": ("IV-D", "On the other hand, these methods show more robustness to black-box attacks generated by the "
+                    "other methods."),
+}

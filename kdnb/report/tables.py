@@ -239,37 +239,39 @@ def style_observations(obs: pd.DataFrame) -> Styler:
 # ---------------------------------------------------------------------------------------------
 # Does it reproduce? (the claims table)
 
-VERDICT_CSS = {"agrees": CSS_BETTER + CSS_BEST, "disagrees": CSS_WORSE + CSS_BEST, "inconclusive": "color: #555;",
-               "not testable": CSS_NOT_RUN}
-EXPECT_TEXT = {">": "> 0", "<": "< 0", "≈": "≈ 0 (±1)"}
+VERDICT_CSS = {"agrees": CSS_BETTER + CSS_BEST, "disagrees": CSS_WORSE + CSS_BEST, "too noisy": "color: #555;",
+               "no data": CSS_NOT_RUN}
 
 
-def _evidence(value: float, on: str, lo: float = float("nan"), hi: float = float("nan"), n: int = 0,
-              n_max: int = 0) -> str:
-    if pd.isna(value):
-        return ""
-    ci = "" if pd.isna(lo) else f" [{lo:+.1f}, {hi:+.1f}]"
-    seeds = f", {n} seed{'' if n == 1 else 's'}" if n and n < n_max else ""
-    return f"{value:+.2f}{ci} · {on}{seeds}"
+def style_claims(claims: pd.DataFrame) -> Styler:
+    """The findings (``kdnb.report.claims.claims_table``), one row each: the paper's words and what is tested,
+    the paper's own numbers with their verdict, kdnb's evidence from its most faithful store (what it ran,
+    the deciding contrast with its 95 % interval) and kdnb's verdict, with every store's beside it."""
+    from kdnb.report import claims as c
 
+    profiles = [k[2:] for k in claims.columns if k.startswith("v_")]
 
-def style_claims(claims: pd.DataFrame, transfer: pd.DataFrame | None = None) -> Styler:
-    """The claims (``analysis.claims_table``, then ``analysis.transfer_claims``): claim, the paper's evidence,
-    kdnb's evidence and the verdict, one row each."""
-    n_max = int(claims["n"].max()) if len(claims) else 0
-    rows = [{"": r.id, "claim (paper §)": f"{r.claim} (§{r.section})", "expected": EXPECT_TEXT[r.expect],
-             "paper's evidence (points)": _evidence(r.paper, r.paper_on),
-             "kdnb's evidence (points, 95 % CI)": _evidence(r.kdnb, r.kdnb_on, r.lo, r.hi, r.n, n_max) or r.missing,
-             "verdict": r.verdict} for r in claims.itertuples(index=False)]
-    if transfer is not None:
-        rows += [{"": r.id, "claim (paper §)": f"{r.claim} (§{r.section})", "expected": "holds",
-                  "paper's evidence (points)": r.paper_detail,
-                  "kdnb's evidence (points, 95 % CI)": r.kdnb_detail or "no transfer matrix", "verdict": r.verdict}
-                 for r in transfer.itertuples(index=False)]
+    def side(r: Any, p: str) -> str:
+        return c.evidence_text(r[f"{p}est"], r[f"{p}lo"], r[f"{p}hi"], r[f"{p}margin"], r[f"{p}leaf"],
+                               r[f"{p}held"], r[f"{p}n"])
+
+    rows = []
+    for _, r in claims.iterrows():
+        others = "; ".join(f"{p}: {c.VERDICT_TEXT[r['v_' + p]]}" for p in profiles
+                           if p != r["source"] and r["v_" + p] != "no data")
+        rows.append({
+            "finding": f"<b>{r['id']}</b> (§{r['section']}) {r['claim']}<br><i>“{r['words']}”</i>",
+            "test": r["test"],
+            "the paper's own numbers": f"{side(r, 'paper_')}<br><b>{c.PAPER_TEXT[r['paper_verdict']]}</b>",
+            "kdnb": (f"{r['on']}<br>{side(r, '')}" + (f"<br>Other stores: {others}." if others else "")
+                     if r["verdict"] != "no data" else "none of these cells in any committed store"),
+            "verdict": c.VERDICT_TEXT[r["verdict"]]})
     text = pd.DataFrame(rows)
     css = pd.DataFrame("", index=text.index, columns=text.columns)
-    css["verdict"] = text["verdict"].map(VERDICT_CSS).fillna("")
-    return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), wrap=True)
+    css["verdict"] = claims["verdict"].map(VERDICT_CSS).fillna("").to_numpy()
+    css["the paper's own numbers"] = ["" if v == "agrees" else "background: #fbeee6;" for v in claims["paper_verdict"]]
+    return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), wrap=True,
+                  styles=[{"selector": "td", "props": "vertical-align: top; font-size: 0.85em;"}])
 
 
 def style_protocol(cells: pd.DataFrame) -> Styler:
