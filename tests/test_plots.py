@@ -162,7 +162,9 @@ def test_teacher_table_reports_the_seed_the_students_learn_from():
                                                                  paper.teachers())).to_html()
     assert "mean over seeds" not in one_seed  # one seed: the final accuracy again, not shown twice
     text = pages.describe_teachers(cmp)
-    assert text.startswith("2 teacher configurations ran on this page") and "kdnb − paper" not in text
+    assert text.startswith("3 teacher configurations ran on this page, with final accuracies from 60.00 % to 94.00 %")
+    assert "1 teacher (ResNet-26, σ = 0.2) taught no student yet" in text and "kdnb − paper" not in text
+    assert "70.00, no student yet" in html  # its accuracy all the same
     # each teacher against the baseline of the students it teaches, beside the paper's lead (Table III: 87.64)
     led = cmp.assign(student="resnet8", baseline=[90.0 if n == 0.0 else 65.0 for n in cmp["noise"]])
     led["lead"], led["paper_lead"] = led["acc"] - led["baseline"], led["paper"] - 87.64

@@ -257,8 +257,9 @@ def curves_grid(cur: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> F
     loss column (``OWN_OBJECTIVE``) has neither the baseline nor a shared scale."""
     methods = [m for m in ORDER if m in set(cur["method"])] if len(cur) else []
     metrics = [m for m in metrics if m in cur and cur[m].notna().any()] or list(metrics)[:1]
-    fig, axes = plt.subplots(max(len(methods), 1), len(metrics), figsize=(WIDTH - 0.15, 1.15 * max(len(methods), 1) + 0.9),
-                             squeeze=False, sharex=True, layout="constrained")
+    size = (WIDTH - 0.15, 1.15 * max(len(methods), 1) + 0.9)  # a little narrower: each loss panel has its own scale
+    fig, axes = plt.subplots(max(len(methods), 1), len(metrics), figsize=size, squeeze=False, sharex=True,
+                             layout="constrained")
     colors = _setting_colors(cur)
     base = cur[cur["method"] == "baseline"] if len(cur) else cur
     for j, metric in enumerate(metrics):

@@ -463,13 +463,19 @@ def describe_teachers(cmp: pd.DataFrame) -> str:
     """Markdown: how many teachers ran, and whether each is ahead of the students it teaches (``teacher_leads``),
     beside the paper's lead where it has the same teacher and student; the absolute accuracies of a reduced
     regime are not set against the paper's."""
-    ran = cmp.dropna(subset=["acc"])
+    ran = cmp[cmp["n"].fillna(0) > 0]
+    acc = ran["acc"].fillna(ran["mean"])  # a teacher no student has learned from yet: the mean of its seeds
     text = f"{len(ran)} teacher configuration{'s' if len(ran) != 1 else ''} ran on this page"
     if len(ran):
-        text += f", with final accuracies from {ran['acc'].min():.2f} % to {ran['acc'].max():.2f} %"
+        text += f", with final accuracies from {acc.min():.2f} % to {acc.max():.2f} %"
     out = [text + "."]
+    waiting = ran[ran["acc"].isna()]
+    if len(waiting):
+        which = "; ".join(f"{label(r.teacher)}, {r.configuration}" for r in waiting.itertuples())
+        out.append(f"{_n(len(waiting), 'teacher')} ({which}) taught no student yet, so its lead over a student "
+                   "cannot be read.")
     if "lead" in cmp:
-        for r in ran.dropna(subset=["lead"]).itertuples(index=False):
+        for r in ran.dropna(subset=["lead", "acc"]).itertuples(index=False):
             what = f"The {label(r.teacher)} teacher, {r.configuration} ({r.acc:.2f} %)"
             paper_part = f"; in the paper the same teacher leads its {label(r.student)} by {r.paper_lead:+.2f}" \
                 if pd.notna(r.paper_lead) else ""

@@ -184,8 +184,9 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
         "regime": [_regime(n, e) if pd.notna(a) else "" for n, e, a in
                    zip(cmp.get("train_per_class", [None] * len(cmp)), cmp.get("epochs", [None] * len(cmp)),
                        cmp["acc"], strict=True)],
-        "final (%)": [NOT_RUN if pd.isna(n) or not n else "no student yet" if pd.isna(v) else f"{v:.2f}"
-                     for v, n in zip(cmp["acc"], cmp["n"], strict=True)],
+        "final (%)": [NOT_RUN if pd.isna(n) or not n else f"{cell_text(m, s, n)}, no student yet" if pd.isna(v)
+                      else f"{v:.2f}"
+                      for v, m, s, n in zip(cmp["acc"], cmp["mean"], cmp["std"], cmp["n"], strict=True)],
         "best epoch (%)": cmp["best"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
     })
     if (cmp["n"].fillna(0) > 1).any():  # one seed: the mean over seeds is the final accuracy again
@@ -196,7 +197,7 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
     text["paper (%)"] = cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}")
     if "paper_lead" in cmp:
         text["paper's lead"] = cmp["paper_lead"].map(_signed)
-    css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER, "no student yet") else "")
+    css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER) or t.endswith("no student yet") else "")
     if "lead" in cmp:
         css["lead (points)"] = cmp["lead"].map(lambda v: CSS_WORSE if pd.notna(v) and v <= 0
                                                                   else "").to_numpy()
