@@ -172,7 +172,8 @@ def test_teacher_table_reports_the_seed_the_students_learn_from():
     assert "clean (94.00 %) leads the ResNet-8 baseline of its regime by +4.00 points" in text
     assert "in the paper the same teacher leads its ResNet-8 by +6.19" in text
     assert "σ = 0.4 (60.00 %) is **behind** the ResNet-8 baseline it teaches (65.00 %, -5.00 points)" in text
-    assert "lead (points)" in tables.style_teachers(led).to_html()
+    html = tables.style_teachers(led).to_html()
+    assert ">lead</th>" in html and ">paper lead</th>" in html and "+6.19" in html
 
 
 def test_paired_differences_pair_by_seed_within_a_cell():

@@ -179,7 +179,8 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
     that ran (the paper's others are counted by ``pages.describe_teachers``); ``not in paper`` where it has none."""
     cmp = cmp[cmp["n"].fillna(0) > 0].reset_index(drop=True)  # the paper's other teachers: a sentence, not rows
     text = pd.DataFrame({
-        "teacher": [f"{label(d)} {label(t)}" for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
+        "teacher": [(f"{label(d)} " if cmp["dataset"].nunique() > 1 else "") + label(t)  # one data set: in the caption
+                    for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
         "data": cmp["configuration"],
         "regime": [_regime(n, e) if pd.notna(a) else "" for n, e, a in
                    zip(cmp.get("train_per_class", [None] * len(cmp)), cmp.get("epochs", [None] * len(cmp)),
@@ -193,13 +194,13 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
         text["mean over seeds"] = [cell_text(m, s, n)
                                    for m, s, n in zip(cmp["mean"], cmp["std"], cmp["n"], strict=True)]
     if "lead" in cmp:
-        text["lead (points)"] = cmp["lead"].map(_signed)
+        text["lead"] = cmp["lead"].map(_signed)
     text["paper (%)"] = cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}")
     if "paper_lead" in cmp:
-        text["paper's lead"] = cmp["paper_lead"].map(_signed)
+        text["paper lead"] = cmp["paper_lead"].map(_signed)
     css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER) or t.endswith("no student yet") else "")
     if "lead" in cmp:
-        css["lead (points)"] = cmp["lead"].map(lambda v: CSS_WORSE if pd.notna(v) and v <= 0
+        css["lead"] = cmp["lead"].map(lambda v: CSS_WORSE if pd.notna(v) and v <= 0
                                                                   else "").to_numpy()
     return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), caption)
 
