@@ -3,7 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdnb-installed
-PROFILE ?= mini  # renders the committed results/mini store; smoke trains its tiny grid first
+PROFILE ?= auto  # each results page from the most faithful committed store that holds it (subset60, else mini);
+#                  smoke trains its tiny grid first
 export KDNB_DATA ?= $(abspath ../shared/data)
 
 .PHONY: install test test-fast book book-smoke bench lint clean

@@ -2,6 +2,7 @@
 the protocol appendix with its anchors, and MathJax served from the book itself (offline)."""
 
 import csv
+import dataclasses
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -25,7 +27,8 @@ ANCHORS = {"Data": "protocol-data", "Label noise": "protocol-label-noise", "Clas
            "Teachers": "protocol-teachers", "Hinton": "protocol-hinton", "BSS": "protocol-bss",
            "FitNet": "protocol-fitnet", "FSP": "protocol-fsp", "AT": "protocol-at", "SP": "protocol-sp",
            "RKD": "protocol-rkd", "ONE": "protocol-one", "DML": "protocol-dml", "Evaluation": "protocol-evaluation",
-           "Transferability": "protocol-transferability", "Seeds": "protocol-seeds"}
+           "Transferability": "protocol-transferability", "Seeds": "protocol-seeds",
+           "Cited code": "protocol-code"}
 
 
 def kdnb_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -110,10 +113,10 @@ def test_page_grids():
     assert grids["02-label-noise"] == [(pdir / "label_noise.yaml", None)]
     others = sorted(set(pdir.glob("*.yaml")) - {pdir / "teachers.yaml", pdir / "summary.yaml"})
     teachers = grids["00-teachers"]
-    assert teachers[0] == (pdir / "teachers.yaml", None)
+    assert teachers[0] == (pdir / "teachers.yaml", "teacher")  # baseline runs of the teacher architectures
     assert [f for f, role in teachers[1:] if role == "teacher"] == others and len(teachers) == 1 + len(others)
-    if "summary" in grids:  # the summary page: the students of every grid; its own params file has none
-        assert grids["summary"] == [(f, "student") for f in sorted([*others, pdir / "teachers.yaml"])]
+    if "summary" in grids:  # the summary page: the students of every grid but the teachers'; its own has none
+        assert grids["summary"] == [(f, "student") for f in others]
 
 
 def test_trains_is_true_only_when_a_run_is_missing(tmp_path):
@@ -302,3 +305,144 @@ def test_math_renders_offline_in_chromium(copied_book, tmp_path):
     text = re.sub(r"<script.*?</script>|<[^>]+>", " ", dom, flags=re.S)
     assert "\\(" not in text and "\\[" not in text and "\\mathrm" not in text, "raw TeX left on the page"
     assert "<mjx-merror" not in dom, "a formula failed to typeset"
+
+
+# --- --profile auto: each results page from the most faithful profile that holds it ---------------------
+
+
+def _two_profiles(tmp_path: Path) -> Path:
+    """A checkout with mini (its committed, complete store) and a subset60 profile whose grids are mini's
+    (same configurations, so the same run ids) over an empty store results/subset60; returns its root."""
+    from kdnb.report.book import FIDELITY
+
+    assert FIDELITY == ("subset60", "mini")
+    shutil.copytree(ROOT / "params" / "mini", tmp_path / "params" / "mini")
+    (tmp_path / "params" / "subset60").mkdir()
+    for f in (ROOT / "params" / "mini").glob("*.yaml"):
+        d = yaml.safe_load(f.read_text())
+        d.update(profile="subset60", store="results/subset60")
+        (tmp_path / "params" / "subset60" / f.name).write_text(yaml.safe_dump(d))
+    shutil.copytree(ROOT / "results" / "mini", tmp_path / "results" / "mini")
+    (tmp_path / "results" / "subset60" / "runs").mkdir(parents=True)
+    return tmp_path
+
+
+def _copy_runs(root: Path, section: str, seeds: set[int] | None = None, skip: str | None = None) -> None:
+    """Copy into results/subset60 the done records of a mini section's teachers and of its students of ``seeds``
+    (all: None), but for method ``skip``."""
+    from kdnb.report.pages import load_params_file
+    from kdnb.study import Study
+
+    p = load_params_file(root / "params" / "mini" / f"{section}.yaml")[0]
+    st = Study(dataclasses.replace(p, store=str(root / "results" / "mini"))).status()
+    keep = st[(st["role"] == "teacher") | (st["seed"].isin(seeds) if seeds is not None else True)]
+    for r in keep[keep["method"] != skip].itertuples():
+        src = root / "results" / "mini" / "runs" / r.run_id
+        if not (root / "results" / "subset60" / "runs" / r.run_id).exists():
+            shutil.copytree(src, root / "results" / "subset60" / "runs" / r.run_id)
+
+
+def test_auto_takes_mini_while_subset60_holds_nothing(tmp_path):
+    from kdnb.report.book import auto_params
+
+    root = _two_profiles(tmp_path)
+    chosen = auto_params(root)
+    assert chosen == {s: ("mini", [0] if s == "teachers" else [0, 1]) for s in
+                      ("teachers", "generalization", "label_noise", "imbalance", "transferability")}
+    out = root / "build" / "params" / "auto"
+    assert (out / "generalization.yaml").read_text().split("\n", 1)[1] == \
+        yaml.safe_dump(yaml.safe_load((root / "params" / "mini" / "generalization.yaml").read_text()), sort_keys=False)
+    assert (out / "summary.yaml").is_file() and (out / "ablations" / "bss_official.yaml").is_file()
+
+
+def test_auto_takes_the_complete_seeds_of_subset60_section_by_section(tmp_path):
+    from kdnb.report.book import auto_params, complete_seeds, page_dirs
+
+    root = _two_profiles(tmp_path)
+    _copy_runs(root, "teachers")
+    _copy_runs(root, "generalization", seeds={0})  # seed 0 complete, seed 1 absent
+    _copy_runs(root, "label_noise", seeds={0, 1}, skip="dml")  # every seed lacks one method
+    chosen = auto_params(root)
+    assert chosen["teachers"] == ("subset60", [0]) and chosen["generalization"] == ("subset60", [0])
+    assert chosen["label_noise"] == ("mini", [0, 1]) and chosen["imbalance"] == ("mini", [0, 1])
+    # the transfer matrix of seed 0 alone is not stored: the transfer page stays on mini
+    assert chosen["transferability"] == ("mini", [0, 1])
+    g = yaml.safe_load((root / "build" / "params" / "auto" / "generalization.yaml").read_text())
+    assert g["seeds"] == [0] and g["store"] == "results/subset60" and g["profile"] == "subset60"
+    # a seed is complete only when every method's run of it is done
+    victim = root / "params" / "subset60" / "generalization.yaml"
+    _copy_runs(root, "generalization", seeds={1}, skip="dml")  # σ = 0 of label noise brought all but DML
+    assert complete_seeds(victim, root) == [0]
+    _copy_runs(root, "generalization", seeds={1})
+    assert complete_seeds(victim, root) == [0, 1]
+    dirs = page_dirs("auto", root)
+    assert dirs["summary"] == root / "params" / "mini"
+    assert dirs["01-generalization"] == root / "build" / "params" / "auto"
+
+
+def test_auto_takes_all_of_subset60_once_it_holds_everything(tmp_path):
+    from kdnb.report.book import auto_banner, auto_params
+
+    root = _two_profiles(tmp_path)
+    for section in ("teachers", "generalization", "label_noise", "imbalance"):
+        _copy_runs(root, section)
+    chosen = auto_params(root)
+    assert chosen["transferability"] == ("mini", [0, 1])  # the runs are there, their matrix is not
+    shutil.copytree(root / "results" / "mini" / "transfer", root / "results" / "subset60" / "transfer")
+    chosen = auto_params(root)
+    assert {(p, tuple(s)) for p, s in chosen.values()} == {("subset60", (0,)), ("subset60", (0, 1))}
+    html = auto_banner(chosen, root)
+    assert 'href="02-label-noise.html"' in html and "<code>subset60</code> (1,000 training images per class, 8 " \
+        "epochs, seeds 0, 1)" in html
+
+
+def test_page_runs_name_teachers_trained_epochs_and_cpu(tmp_path):
+    from kdnb.report.book import page_runs
+
+    root = _two_profiles(tmp_path)
+    pdir = root / "params" / "mini"
+    summary = page_runs("summary", pdir, root)
+    assert set(summary["role"]) == {"student"} and "resnet26" not in set(summary["student"])
+    teachers = page_runs("00-teachers", pdir, root)
+    assert set(teachers["role"]) == {"teacher"} and set(teachers["student"]) == {"resnet26"}
+    gen = page_runs("01-generalization", pdir, root).set_index(["role", "method", "seed"])
+    assert gen.loc[("student", "one", 0), "epochs"] == 12 and gen.loc[("student", "baseline", 0), "epochs"] == 8
+    assert gen.loc[("teacher", "baseline", 0), "epochs"] == 32
+
+
+def test_with_provenance_fills_the_cpu_from_the_segments(tmp_path):
+    from kdnb.report.pages import with_provenance
+
+    st = store.Store(tmp_path)
+    rec = {"run_id": "ab12", "kind": "run", "status": "done", "config": {"epochs": 8}, "environment": {},
+           "segments": [{"device": "cpu", "cpu": "AMD EPYC"}, {"device": "cpu", "cpu": "Intel Xeon"}],
+           "history": [{"stage": "main", "epoch": e, "test_acc": 1.0} for e in range(1, 13)]}
+    st.write(rec)
+    rows = pd.DataFrame([{"run_id": "ab12", "epochs": 8, "cpu": None}, {"run_id": "cd34", "epochs": 8, "cpu": "X"}])
+    out = with_provenance(rows, [tmp_path])
+    assert out["epochs"].tolist() == [12, 8] and out["cpu"].tolist() == ["AMD EPYC + Intel Xeon", "X"]
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_auto_book_renders_a_partly_trained_subset60_beside_mini(tmp_path):
+    root = _two_profiles(tmp_path)
+    shutil.copytree(ROOT / "book", root / "book")
+    _copy_runs(root, "teachers")
+    _copy_runs(root, "generalization", seeds={0})
+    r = kdnb_cli("book", "--profile", "auto", "--no-train", "--only", "teachers", "generalization", "--skip-build",
+                 cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "generalization: profile subset60, seeds [0]" in r.stderr and "label_noise: profile mini" in r.stderr
+
+    def text(name: str) -> str:
+        nb = nbformat.read(root / "build" / "book" / "auto" / f"{name}.ipynb", as_version=4)
+        return "".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/html", ""))
+                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+    gen = text("01-generalization")
+    assert "profile `subset60`" in gen and "1 seed (0) per cell" in gen
+    assert "kdnb: 1,000 training images per class, 8 epochs (ONE 12), seed 0" in gen  # the gains' regime label
+    assert "paper: 5,000 training images per class, 200 epochs, 5 seeds" in gen
+    teachers = text("00-teachers")  # its own teacher from subset60, the other sections' from mini's store
+    assert "store `results/subset60`" in teachers and teachers.count("1,000/class · 32 ep") == 3

@@ -73,11 +73,12 @@ def _alt(view) -> str:
 def test_explorer_controls_stacks_and_links(grid_explorer):
     w = grid_explorer
     controls = w.children[:-1]
-    assert [c.description for c in controls] == ["data set", "architecture", "noise σ", "metric"]
-    assert [c.options for c in controls[:3]] == [("CIFAR-10",), ("ResNet-8", "ResNet-14"), ("σ = 0", "σ = 0.4")]
+    # one data set: no control for it (a dropdown of one option chooses nothing)
+    assert [c.description for c in controls] == ["architecture", "noise σ", "metric"]
+    assert [c.options for c in controls[:2]] == [("ResNet-8", "ResNet-14"), ("σ = 0", "σ = 0.4")]
     stacks = [c for c in _tree(w) if isinstance(c, ipywidgets.Stack)]
-    # data set (1) → architecture (1) → noise (2) → metric (one per setting: 4)
-    assert len(stacks) == 1 + 1 + 2 + 4
+    # architecture (1) → noise (2) → metric (one per setting: 4)
+    assert len(stacks) == 1 + 2 + 4
     for st in stacks:
         assert st.selected_index == 0
         assert st.link.source[1] == "index" and st.link.source[0] in controls
@@ -89,7 +90,7 @@ def test_explorer_controls_stacks_and_links(grid_explorer):
 
 def test_the_links_are_in_the_saved_widget_state(grid_explorer):
     w = grid_explorer
-    stack, noise = w.children[-1], w.children[2]
+    stack, noise = w.children[-1], w.children[1]
     while stack.link.source[0] is not noise:
         stack = stack.children[0]
     state = ipywidgets.Widget.get_manager_state()["state"][stack.link.model_id]
@@ -100,10 +101,10 @@ def test_the_links_are_in_the_saved_widget_state(grid_explorer):
 
 def test_the_view_of_a_choice_shows_that_choice(grid_explorer):
     w = grid_explorer
-    leaf = _shown(w, [0, 1, 1])  # CIFAR-10, ResNet-14, σ = 0.4
+    leaf = _shown(w, [1, 1])  # ResNet-14, σ = 0.4
     image, table = leaf.children
-    assert _alt(image.children[2]) == "CIFAR-10 · ResNet-14 · σ = 0.4 · training loss"
-    assert "CIFAR-10 · ResNet-14 · σ = 0.4" in table.value
+    assert _alt(image.children[2]) == "ResNet-14 · σ = 0.4 · training loss"
+    assert "ResNet-14 · σ = 0.4" in table.value
     assert re.findall(r"<th>(Baseline|Hinton)</th>", table.value) == ["Baseline", "Hinton"]
     assert "<tr><th>Hinton</th><td>81.00</td><td>82.00</td><td>81.50</td>" in table.value  # 50 + 30 + 1 + seed
     png = base64.b64decode(re.search(r"base64,([^\"]+)", image.children[0].value).group(1))
@@ -131,7 +132,12 @@ def test_a_missing_combination_names_itself():
 def test_balanced_versus_imbalanced_is_a_choice():
     cur, runs = _frames(GRID[:1], methods=("baseline",), seeds=(0,))
     cur = pd.concat([cur, cur.assign(run_id="other", imbalance=1.0)], ignore_index=True)  # NaN vs γ = 1
-    assert [name for _, name in widgets.explorer_dims(cur)] == ["data set", "architecture", "imbalance γ"]
+    assert [name for _, name in widgets.explorer_dims(cur)] == ["imbalance γ"]  # nothing else to choose
+    both = pd.concat([cur, cur.assign(run_id="noisy", noise=0.4)], ignore_index=True)  # σ varies too
+    assert widgets.explorer_dims(both) == [("condition", "data condition")]  # one control, no empty combination
+    w = widgets.explorer(both, runs, metrics=["test_acc"])
+    assert [c.description for c in w.children[:-1]] == ["data condition", "metric"]
+    assert w.children[0].options == ("clean", "γ = 1", "σ = 0.4", "σ = 0.4 · γ = 1")
     assert widgets.choices(cur.assign(_imbalance=[analysis.column_label("imbalance", v) for v in cur["imbalance"]]),
                            "imbalance") == ["balanced", "γ = 1"]
 

@@ -153,13 +153,6 @@ def below_mask(means: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
     return out
 
 
-def difference(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
-               columns: Sequence[Any] | None = None) -> pd.DataFrame:
-    """ours − theirs (percentage points) of the means, on our columns; NaN where either is missing."""
-    cols = list(columns) if columns is not None else list(wide(ours, column).columns)
-    return wide(ours, column, "mean", methods, cols) - wide(theirs, column, "mean", methods, cols)
-
-
 def gains(summary: pd.DataFrame, column: str) -> pd.DataFrame:
     """Gain of each method's mean over the baseline mean in the same column (percentage points)."""
     if summary.empty:
@@ -339,19 +332,22 @@ def class_groups(per_class: pd.DataFrame, counts: Mapping[float, Sequence[int]])
 
 
 def teacher_table(truns: pd.DataFrame) -> pd.DataFrame:
-    """One row per teacher (data set, architecture, noise, imbalance): the final and best-epoch accuracy of
+    """One row per teacher (data set, architecture, noise, imbalance, and its regime: training images per class
+    and epochs, where ``truns`` has them): the final and best-epoch accuracy of
     the seed that teaches the students (the row marked ``teaches``, chosen by the study; NaN when none is
     marked) and mean ± std over the teacher seeds."""
-    cols = ["dataset", "teacher", "noise", "imbalance", "acc", "best", "mean", "std", "n", "run_id"]
+    regime = [k for k in ("train_per_class", "epochs") if k in truns]  # teachers of two regimes stay apart
+    keys = ["dataset", "teacher", "noise", "imbalance", *regime]
+    cols = [*keys, "acc", "best", "mean", "std", "n", "run_id"]
     if truns.empty:
         return pd.DataFrame(columns=cols)
     df = truns.assign(imbalance=pd.to_numeric(truns["imbalance"], errors="coerce").astype(float),
                       noise=truns["noise"].astype(float),
                       teaches=truns["teaches"].eq(True) if "teaches" in truns else False)
     rows = []
-    for key, g in df.groupby(["dataset", "teacher", "noise", "imbalance"], dropna=False, sort=False):
+    for key, g in df.groupby(keys, dropna=False, sort=False):
         used = g[g["teaches"]].iloc[:1]
-        rows.append(dict(zip(cols[:4], key, strict=True), acc=used["final_acc"].max(), best=used["best_acc"].max(),
+        rows.append(dict(zip(keys, key, strict=True), acc=used["final_acc"].max(), best=used["best_acc"].max(),
                          mean=g["final_acc"].mean(), std=g["final_acc"].std(ddof=1), n=len(g),
                          run_id=used["run_id"].iloc[0] if len(used) else None))
     return pd.DataFrame(rows, columns=cols)
@@ -373,13 +369,6 @@ def teacher_comparison(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame
 
 HINTON_FAMILY = ("hinton", "fitnet", "fsp")
 RELATIONAL = ("sp", "rkd_d", "rkd_a", "rkd_da")
-
-
-def transfer_difference(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
-    """ours − theirs on the cells both have (rows and columns in our order)."""
-    rows = [r for r in ours.index if r in theirs.index]
-    cols = [c for c in ours.columns if c in theirs.columns]
-    return ours.loc[rows, cols] - theirs.loc[rows, cols]
 
 
 def transfer_long(mats: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -10,6 +10,12 @@ in git have no outputs; the executed copies are build products, all under that c
                                        each page's runs as book/data/<name>-runs.csv
     _build/html/                       the HTML: ``jupyter-book build build/site --path-output . -W -n --keep-going``
 
+``--profile auto`` (the default of ``make book``) draws each results page from the most faithful profile
+of ``FIDELITY`` whose store holds that page's grid for at least one complete seed (every run of the seed
+done; for the transfer page, its matrix stored too), restricted to its complete seeds, else from mini,
+whose store is committed complete: the effective params files are written to ``build/params/auto/``
+(``auto_params``) and each page says which regime it comes from.
+
 Outside the paper profile every page gets a banner saying which profile built it. Each cell has a
 time limit (``cell_timeout``; by default only when the build trains nothing), so a stuck notebook
 fails naming itself and the cell.
@@ -31,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from kdnb.report import paper
-from kdnb.report.pages import banner
+from kdnb.report.pages import banner, with_provenance
 
 # notebook (book/<name>.ipynb) -> section (params/<profile>/<section>.yaml), in the order they are executed:
 # the summary page (first in _toc.yml) reads the stored runs of the others, so it is executed last
@@ -46,6 +52,10 @@ DEFAULT_CELL_TIMEOUT = 1800
 TO_TRAIN = ("missing", "interrupted", "running", "waiting for teacher", "corrupt")
 # Longest single wait on a kernel socket; see _kernel_manager_class.
 POLL_S = 1.0
+AUTO = "auto"  # --profile auto: each results page from the most faithful profile that holds it (auto_params)
+# The profiles auto draws from, most faithful first: subset60 (60 epochs, 3 seeds; issue of its own store) and
+# mini (8 epochs, 2 seeds), whose committed store is complete and so the fallback.
+FIDELITY = ("subset60", "mini")
 
 
 def _say(msg: str) -> None:
@@ -128,8 +138,9 @@ def _kernel_manager_class() -> type:
 
 
 def execute(name: str, params_file: Path, out_dir: Path, train: bool, root: Path,
-            cell_timeout: int | None = DEFAULT_CELL_TIMEOUT) -> str | None:
-    """Run book/<name>.ipynb of ``root`` with the params file (plus ``train``) into out_dir/<name>.ipynb.
+            cell_timeout: int | None = DEFAULT_CELL_TIMEOUT, params_dir: Path | None = None) -> str | None:
+    """Run book/<name>.ipynb of ``root`` with the params file (plus ``train``, and ``params_dir`` where given:
+    the folder of the page's other grids) into out_dir/<name>.ipynb.
 
     The notebook is written to a temporary file and moved into place only when it ran without error,
     so a failed run never replaces the last good page. A cell that runs longer than ``cell_timeout``
@@ -141,6 +152,8 @@ def execute(name: str, params_file: Path, out_dir: Path, train: bool, root: Path
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours to print
     params = yaml.safe_load(params_file.read_text()) or {}
     params["train"] = train
+    if params_dir is not None:
+        params["params_dir"] = str(params_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".ipynb")
     os.close(fd)
@@ -189,33 +202,44 @@ def grid_files(pdir: Path) -> list[Path]:
     return [f for f in sorted(pdir.glob("*.yaml")) if f.stem != NOTEBOOKS[SUMMARY_PAGE]]
 
 
+TEACHER = "teacher"
+
+
 def page_grids(name: str, pdir: Path) -> list[tuple[Path, str | None]]:
     """(params file, role or None for every role) of the grids whose runs book/<name>.ipynb shows:
     its section's file and its variants (``generalization_cifar100.yaml``); the teachers page adds
-    the teachers of every other grid of the profile, the summary page shows the students of all."""
-    if name == SUMMARY_PAGE:
-        return [(f, "student") for f in grid_files(pdir)]
+    the teachers of every other grid of the profile, the summary page shows the students of all but
+    the teachers section's grid. The runs of that grid (baseline runs of a teacher architecture)
+    are teachers, whatever role the grid gives them."""
+    teachers_file = pdir / f"{NOTEBOOKS[TEACHERS_PAGE]}.yaml"
+    if name == SUMMARY_PAGE:  # the teachers section's grid is teachers (baseline runs of ResNet-26), not students
+        return [(f, "student") for f in grid_files(pdir) if f != teachers_file]
     section = NOTEBOOKS[name]
     own = sorted({*pdir.glob(f"{section}.yaml"), *pdir.glob(f"{section}_*.yaml")})
-    grids: list[tuple[Path, str | None]] = [(f, None) for f in own]
+    grids: list[tuple[Path, str | None]] = [(f, TEACHER if f == teachers_file else None) for f in own]
     if name == TEACHERS_PAGE:
         grids += [(f, "teacher") for f in grid_files(pdir) if f not in own]
     return grids
 
 
 def page_runs(name: str, pdir: Path, root: Path):
-    """The runs of a page, one row per run with the columns of ``kdnb.store.load`` and ``role``."""
+    """The runs of a page, one row per run with the columns of ``kdnb.store.load`` and ``role``; ``epochs`` and
+    ``cpu`` as the runs trained (``pages.with_provenance``)."""
     import pandas as pd
 
     from kdnb import store
 
     frames = []
+    teachers_file = pdir / f"{NOTEBOOKS[TEACHERS_PAGE]}.yaml"
     for params_file, role in page_grids(name, pdir):
         study = _study(params_file, root)
         grid = study.status().dropna(subset=["run_id"])[["run_id", "role"]]
-        if role:
+        if params_file == teachers_file:
+            grid = grid.assign(role=TEACHER)
+        elif role:
             grid = grid[grid["role"] == role]
-        frames.append(store.load(study.params.store).merge(grid.drop_duplicates("run_id"), on="run_id"))
+        runs = store.load(study.params.store).merge(grid.drop_duplicates("run_id"), on="run_id")
+        frames.append(with_provenance(runs, [study.params.store]))
     if not frames:
         return pd.DataFrame(columns=[*store.COLUMNS, "status", "kind", "role"])
     df = pd.concat(frames, ignore_index=True)
@@ -224,6 +248,94 @@ def page_runs(name: str, pdir: Path, root: Path):
     df = df.sort_values(["role", "student", "method", "noise", "imbalance", "seed"], kind="stable",
                         na_position="first")
     return df.assign(in_paper=df["method"].isin(paper.METHODS)).reset_index(drop=True)  # False: a plugin's
+
+
+# --- --profile auto: each results page from the most faithful profile that holds it --------------------
+
+
+def complete_seeds(params_file: Path, root: Path) -> list[int]:
+    """The seeds of a grid whose runs are all done: the teachers and, for the seed, every method's run in
+    every data condition (a seed is complete when all of its methods' runs are). For a transferability grid,
+    the longest prefix of them whose transfer matrix is stored (the book attacks nothing without training)."""
+    try:
+        study = _study(params_file, root)
+        st = study.status()
+    except Exception:  # an unreadable store or params file: nothing to draw from it
+        return []
+    done = st["state"].isin(("done", "stale"))
+    if st.empty or not done[st["role"] == "teacher"].all():
+        return []
+    per_seed = done[st["role"] == "student"].groupby(st["seed"]).all()
+    seeds = [int(s) for s in study.params.seeds if per_seed.get(s, False)]
+    if study.params.section == "transferability":
+        seeds = next((seeds[:k] for k in range(len(seeds), 0, -1) if _matrix_stored(study, seeds[:k])), [])
+    return seeds
+
+
+def _matrix_stored(study, seeds: list[int]) -> bool:
+    """Whether the store holds the transfer matrix of every student of ``study``'s grid on ``seeds``."""
+    import dataclasses
+
+    from kdnb.study import Study, transfer_key, transfer_path, transfer_settings, transfer_sources
+
+    p = dataclasses.replace(study.params, seeds=seeds)
+    runs = Study(p).results()
+    for student in p.students:
+        ids, teacher = transfer_sources(runs, student)
+        if not ids or not transfer_path(p.store, transfer_key(ids, teacher, transfer_settings(p), p)).is_file():
+            return False
+    return True
+
+
+def auto_params(root: Path, out: Path | None = None) -> dict[str, tuple[str, list[int]]]:
+    """Write the params files of ``--profile auto`` to ``out`` (default ``build/params/auto``): for each
+    section, the file of the first profile of ``FIDELITY`` that has at least one complete seed
+    (``complete_seeds``), restricted to those seeds, else mini's as it is; the summary page's is mini's, and
+    the generalization page's ablations come with its profile. Returns section -> (profile, seeds)."""
+    out = out or root / "build" / "params" / AUTO
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    chosen = {}
+    for section in [s for n, s in NOTEBOOKS.items() if n != SUMMARY_PAGE]:
+        for profile in FIDELITY:
+            src = root / "params" / profile / f"{section}.yaml"
+            if not src.is_file():
+                continue
+            seeds = complete_seeds(src, root) if profile != FIDELITY[-1] else None
+            if seeds or profile == FIDELITY[-1]:
+                break
+        d = yaml.safe_load(src.read_text())
+        if seeds is not None:
+            d["seeds"] = seeds
+        note = (f"# kdnb book --profile auto: {src.relative_to(root)}" + (f" restricted to seeds {seeds}, those whose "
+                f"runs are all in {d['store']}" if seeds is not None else "") + "\n")
+        (out / f"{section}.yaml").write_text(note + yaml.safe_dump(d, sort_keys=False))
+        chosen[section] = (profile, list(d["seeds"]))
+        if section == NOTEBOOKS["01-generalization"] and (src.parent / "ablations").is_dir():
+            shutil.copytree(src.parent / "ablations", out / "ablations")
+    summary = root / "params" / FIDELITY[-1] / f"{NOTEBOOKS[SUMMARY_PAGE]}.yaml"
+    if summary.is_file():
+        shutil.copy2(summary, out / summary.name)
+    return chosen
+
+
+def auto_banner(chosen: dict[str, tuple[str, list[int]]], root: Path) -> str:
+    """The banner of the book's text pages under ``--profile auto``: which regime each results page comes
+    from (HTML)."""
+    from kdnb.report.pages import load_params_file
+
+    pages = {s: n for n, s in NOTEBOOKS.items()}
+    items = []
+    for section, (profile, seeds) in chosen.items():
+        p = load_params_file(root / "params" / profile / f"{section}.yaml")[0]
+        images = f"{p.train_per_class:,} training images per class" if p.train_per_class else "all training images"
+        items.append(f'<a href="{pages[section]}.html">{section.replace("_", " ")}</a>: <code>{profile}</code> '
+                     f"({images}, {p.epochs} epochs, seed{'' if len(seeds) == 1 else 's'} "
+                     f"{', '.join(map(str, seeds))})")
+    return ('<div class="kdnb-banner">Each results page comes from the most faithful profile whose store holds '
+            "its runs for at least one complete seed (reduced protocols, not the paper's: compare gains, "
+            "orderings and trends, not values): " + "; ".join(items) + ".</div>")
 
 
 def _link_runs(notebook: Path, csv: str, n_runs: int) -> None:
@@ -251,9 +363,19 @@ def _with_banner(text: str, html: str) -> str:
     return "\n".join([*lines[:at], "", html, "", *lines[at:]]) + "\n"
 
 
-def assemble(profile: str, executed: Path, site: Path, root: Path) -> None:
+def page_dirs(profile: str, root: Path) -> dict[str, Path]:
+    """The params folder each notebook is executed with: ``params/<profile>``; under ``--profile auto``,
+    ``build/params/auto`` (``auto_params``) for every page but the summary, which reads mini's."""
+    if profile != AUTO:
+        return dict.fromkeys(NOTEBOOKS, root / "params" / profile)
+    return {n: root / "params" / FIDELITY[-1] if n == SUMMARY_PAGE else root / "build" / "params" / AUTO
+            for n in NOTEBOOKS}
+
+
+def assemble(profile: str, executed: Path, site: Path, root: Path, html: str | None = None) -> None:
     """Copy the book's sources and the executed notebooks into ``site`` (same layout as the checkout),
-    with each results page's runs as ``book/data/<name>-runs.csv`` and a link to it on the page."""
+    with each results page's runs as ``book/data/<name>-runs.csv`` and a link to it on the page;
+    ``html``: the text pages' banner (default: the profile's)."""
     missing = [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
     if missing:
         raise FileNotFoundError(f"no executed copy of {', '.join(missing)} in {executed}; run `kdnb book --profile "
@@ -263,14 +385,15 @@ def assemble(profile: str, executed: Path, site: Path, root: Path) -> None:
     (site / "book" / "data").mkdir(parents=True)
     for f in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / f, site / f)
-    html = banner(profile)
+    html = banner(profile) if html is None else html
+    dirs = page_dirs(profile, root)
     for md in (root / "book").glob("*.md"):
         text = md.read_text()
         (site / "book" / md.name).write_text(_with_banner(text, html) if html else text)
     shutil.copytree(root / "book" / "_static", site / "book" / "_static")
     for n in NOTEBOOKS:
         shutil.copy2(executed / f"{n}.ipynb", site / "book" / f"{n}.ipynb")
-        runs = page_runs(n, root / "params" / profile, root)
+        runs = page_runs(n, dirs[n], root)
         runs.to_csv(site / "book" / "data" / f"{n}-runs.csv", index=False)
         _link_runs(site / "book" / f"{n}.ipynb", f"{n}-runs.csv", len(runs))
 
@@ -298,8 +421,9 @@ def trains(pdir: Path, root: Path) -> bool:
 
 def build_book(profile: str = "mini", train: bool = True, only: list[str] | None = None, build: bool = True,
                root: str | os.PathLike | None = None, cell_timeout: int | None = None) -> int:
-    """Execute the notebooks of a profile (``only``: some of them) and build the HTML book of the
-    checkout ``root`` (default: the working directory).
+    """Execute the notebooks of a profile (``only``: some of them; ``auto``: each results page from the most
+    faithful profile that holds it, see ``auto_params``) and build the HTML book of the checkout ``root``
+    (default: the working directory).
 
     ``cell_timeout`` is the limit in seconds per notebook cell (0: none). By default a build that
     trains nothing (``train`` False, or every run of the profile stored) gets DEFAULT_CELL_TIMEOUT,
@@ -310,7 +434,7 @@ def build_book(profile: str = "mini", train: bool = True, only: list[str] | None
     the notebook and its error line), 2 on bad arguments or when ``root`` is not a kdnb checkout.
     """
     root = Path(root if root is not None else Path.cwd()).resolve()
-    pdir = root / "params" / profile
+    pdir = root / "params" / (FIDELITY[-1] if profile == AUTO else profile)
     problem = checkout_problem(root, build) or _arguments_problem(root, pdir, cell_timeout)
     if not problem:
         try:
@@ -320,40 +444,49 @@ def build_book(profile: str = "mini", train: bool = True, only: list[str] | None
     if problem:
         _say(f"error: {problem}")
         return 2
+    html = None
+    if profile == AUTO:
+        chosen = auto_params(root)
+        for section, (source, seeds) in chosen.items():
+            _say(f"{section}: profile {source}, seeds {seeds}")
+        html = auto_banner(chosen, root)
+    dirs = page_dirs(profile, root)
     if cell_timeout is None:
-        cell_timeout = None if train and trains(pdir, root) else DEFAULT_CELL_TIMEOUT
+        cell_timeout = None if train and any(trains(d, root) for d in set(dirs.values())) else DEFAULT_CELL_TIMEOUT
     executed = root / "build" / "book" / profile
-    failures = _execute_all(names, pdir, executed, train, root, cell_timeout)
+    failures = _execute_all(names, dirs, executed, train, root, cell_timeout, pass_dir=profile == AUTO)
     if failures:
         _say(f"{len(failures)} of {len(names)} notebooks failed; the book was not built:")
         for f in failures:
             _say(f"  {f}")
         return 1
-    return _build_site(profile, executed, root) if build else 0
+    return _build_site(profile, executed, root, html) if build else 0
 
 
 def _arguments_problem(root: Path, pdir: Path, cell_timeout: int | None) -> str | None:
     if not pdir.is_dir():
         known = sorted(p.name for p in (root / "params").iterdir() if p.is_dir())
-        return f"no params folder {pdir}; profiles: {', '.join(known)}"
+        return f"no params folder {pdir}; profiles: {', '.join([*known, AUTO])}"
     if cell_timeout is not None and not (isinstance(cell_timeout, int) and cell_timeout >= 0):
         return f"cell timeout {cell_timeout!r} must be a whole number of seconds >= 0 (0: no limit)"
     return None
 
 
-def _execute_all(names: list[str], pdir: Path, executed: Path, train: bool, root: Path,
-                 cell_timeout: int | None) -> list[str]:
-    """Execute each notebook with its params file; the failures, one line each."""
+def _execute_all(names: list[str], dirs: dict[str, Path], executed: Path, train: bool, root: Path,
+                 cell_timeout: int | None, pass_dir: bool = False) -> list[str]:
+    """Execute each notebook with its params file (``dirs``: the folder of each; ``pass_dir``: tell the
+    notebook its folder, ``params_dir``, where it is not ``params/<profile>``); the failures, one line each."""
     limit = f"{cell_timeout} s per cell" if cell_timeout else "no time limit per cell"
     failures = []
     for name in names:
-        params_file = pdir / f"{NOTEBOOKS[name]}.yaml"
+        params_file = dirs[name] / f"{NOTEBOOKS[name]}.yaml"
         if not params_file.is_file():
             failures.append(f"book/{name}.ipynb: no params file {params_file}")
             continue
         t0 = time.perf_counter()
         _say(f"executing book/{name}.ipynb with {params_file.relative_to(root)} (train={train}, {limit})")
-        err = execute(name, params_file, executed, train, root, cell_timeout)
+        err = execute(name, params_file, executed, train, root, cell_timeout,
+                      params_dir=dirs[name].relative_to(root) if pass_dir and name != SUMMARY_PAGE else None)
         if err:
             failures.append(err)
             _say(f"FAILED {err}")
@@ -362,10 +495,10 @@ def _execute_all(names: list[str], pdir: Path, executed: Path, train: bool, root
     return failures
 
 
-def _build_site(profile: str, executed: Path, root: Path) -> int:
-    """Assemble the executed notebooks with the book's pages and run Jupyter Book on them."""
+def _build_site(profile: str, executed: Path, root: Path, html: str | None = None) -> int:
+    """Assemble the executed notebooks with the book's pages (``html``: their banner) and run Jupyter Book."""
     try:
-        assemble(profile, executed, root / "build" / "site", root)
+        assemble(profile, executed, root / "build" / "site", root, html)
     except FileNotFoundError as err:
         _say(f"error: {err}")
         return 1

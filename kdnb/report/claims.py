@@ -33,6 +33,7 @@ import pandas as pd
 
 from kdnb.report import paper
 from kdnb.report.analysis import against_paper, balanced, condition_label, label, model_order, names, students, t975
+from kdnb.report.grids import load_grids, load_params_file, section_files
 
 # ---------------------------------------------------------------------------------------------
 # Cells, leaves, nodes
@@ -693,13 +694,12 @@ def _abs(root: Path, store: str) -> str:
 def load_regime(root: Path, profile: str, store: str | None = None) -> Regime | None:
     """Profile ``profile``'s grids (params/<profile>) read from their store (``store`` overrides it), or None
     when the profile has no params folder."""
-    from kdnb.report import pages
     from kdnb.study import Study
 
     pdir = Path(root) / "params" / profile
     if not pdir.is_dir():
         return None
-    grids = [dataclasses.replace(g, store=_abs(root, store or g.store)) for g in pages.load_grids(pdir, SECTIONS)]
+    grids = [dataclasses.replace(g, store=_abs(root, store or g.store)) for g in load_grids(pdir, SECTIONS)]
     cache: dict[Any, pd.DataFrame] = {}
 
     def load(g: Any) -> pd.DataFrame:
@@ -723,10 +723,9 @@ def _stored_transfer(root: Path, pdir: Path, store: str | None) -> tuple[pd.Data
     on: the attacked images × the fraction both models classify correctly (their accuracies' product, a
     lower estimate, as the record keeps the matrix only)."""
     from kdnb import store as store_mod
-    from kdnb.report import pages
     from kdnb.study import Study, transfer_key, transfer_path, transfer_settings, transfer_sources
 
-    for g in pages.load_grids(pdir, ["transferability"]):
+    for g in load_grids(pdir, ["transferability"]):
         g = dataclasses.replace(g, store=_abs(root, store or g.store))
         if not Path(g.store).is_dir():
             continue
@@ -912,12 +911,11 @@ def resolution_text(regs: Sequence[Regime]) -> str:
 def protocol_runs(root: Path) -> pd.DataFrame:
     """The finished runs of the paper profile's generalization grids beside Tables III/IV
     (``analysis.against_paper``): student, method, seed, acc, paper_mean, paper_std, diff, within."""
-    from kdnb.report import pages
 
     pdir = Path(root) / "params" / "paper"
     rows = []
-    for f in pages.section_files(pdir, "generalization") if pdir.is_dir() else []:
-        g = pages.load_params_file(f)[0]
+    for f in section_files(pdir, "generalization") if pdir.is_dir() else []:
+        g = load_params_file(f)[0]
         g = dataclasses.replace(g, store=_abs(root, g.store))
         if not Path(g.store).is_dir():
             continue

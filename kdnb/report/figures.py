@@ -31,8 +31,6 @@ from kdnb.report.analysis import (
     label,
     model_order,
     sources_of,
-    students,
-    transfer_difference,
 )
 
 # The book's output column is 676 px wide, 7.04 in at 96 dpi: a wider figure would be shrunk, and its type
@@ -46,6 +44,9 @@ PALETTE = dict(zip(ORDER, sns.color_palette("tab20", 20)[::2] + sns.color_palett
 SETTING_COLORS = sns.color_palette("tab10", 10)
 KDNB_PAPER = ["#4c72b0", "#bbbbbb"]  # kdnb beside the paper
 BASELINE = dict(color="#8c8c8c", lw=1.1, ls="--", alpha=0.8)  # the faint reference line in every panel
+# Metrics that are each method's own objective (the training loss adds the distillation terms to the
+# cross-entropy): never drawn against the baseline's, never on a shared scale.
+OWN_OBJECTIVE = ("train_loss",)
 
 
 def styled(draw: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
@@ -59,6 +60,19 @@ def styled(draw: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
             plt.close(fig)
         return fig
     return wrapper
+
+
+def as_html(fig: Figure, alt: str) -> str:
+    """``fig`` as an inline PNG ``<img>`` (HTML), e.g. to fold a figure under a summary (``tables.details``)."""
+    import base64
+    import html
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=STYLE["figure.dpi"], facecolor="white", bbox_inches="tight")
+    src = base64.b64encode(buf.getvalue()).decode("ascii")
+    alt = html.escape(alt, quote=True)
+    return f'<img src="data:image/png;base64,{src}" alt="{alt}" style="max-width:100%;height:auto">'
 
 
 def _grid(n: int, ncol: int, panel_h: float, **kw: Any) -> tuple[Figure, np.ndarray]:
@@ -88,8 +102,10 @@ def _scales_differ(values: pd.Series, by: pd.Series) -> bool:
 
 def _legend_on_top(fig: Figure, handles: list[Any], title: str = "") -> None:
     """The figure's legend above its panels, under its title (one block: a separate suptitle would overlap)."""
-    if handles:
-        fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 4), frameon=False,
+    if handles:  # as many columns as fit the figure's width (about 90 characters of legend type)
+        longest = max(len(h.get_label()) for h in handles) + 5
+        fig.legend(handles=handles, loc="outside upper center", ncol=max(1, min(len(handles), 4, 90 // longest)),
+                   frameon=False,
                    title=title or None, title_fontproperties={"size": STYLE["figure.titlesize"]})
     elif title:
         fig.suptitle(title)
@@ -106,53 +122,66 @@ def _columns(values: Any, column: str) -> list[Any]:
 
 
 @styled
-def plot_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "") -> Figure:
+def plot_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "", ours_label: str = "kdnb",
+               theirs_label: str = "paper") -> Figure:
     """Gain over the baseline per method, one panel per column value of ``paired``
-    (``analysis.paired_differences``): kdnb's mean paired per-seed difference with its 95 % interval, beside
-    the paper's gain (``analysis.gains`` of its table; no interval, its tables give no per-seed values).
-    The y-axis is cut at 1.6 times the largest bar plus a point, so that the wide intervals of two seeds do
-    not flatten the bars: a whisker that leaves the panel reaches beyond it."""
+    (``analysis.paired_differences``): kdnb's mean paired per-seed difference with its 95 % interval (a solid
+    bar where the interval excludes 0, a pale one where it does not), beside the paper's gain
+    (``analysis.gains`` of its table; no interval, its tables give no per-seed values); ``ours_label`` and
+    ``theirs_label`` name each side's regime in the legend. The y-axis reaches every whisker."""
     cols = _columns(paired[column], column) if len(paired) else []
     pg = gains(theirs, column)
     methods = [m for m in ORDER if m != "baseline" and m in set(paired.get("method", [])) | set(pg["method"])]
     fig, axes = _grid(len(cols), 1, 2.3, sharey=True)
     x = np.arange(len(methods))
-    reach = 1.0
+    reach = [1.0]
     for ax, c in zip(axes[:, 0], cols, strict=False):
         ours = paired[paired[column] == c].set_index("method").reindex(methods)
         theirs_gain = pg[pg[column] == c].set_index("method")["gain"].reindex(methods)
-        ax.bar(x - 0.2, ours["mean"], 0.4, color=KDNB_PAPER[0], label="kdnb, 95 % CI over seeds")
+        resolved = ((ours["lo"] > 0) | (ours["hi"] < 0)).to_numpy()
+        ax.bar(x - 0.2, ours["mean"].where(resolved), 0.4, color=KDNB_PAPER[0],
+               label=f"{ours_label}: 95 % CI excludes 0")
+        ax.bar(x - 0.2, ours["mean"].where(~resolved), 0.4, color=KDNB_PAPER[0], alpha=0.35,
+               label=f"{ours_label}: 95 % CI includes 0")
         ax.errorbar(x - 0.2, ours["mean"], yerr=[ours["mean"] - ours["lo"], ours["hi"] - ours["mean"]], fmt="none",
                     ecolor="#222", elinewidth=1, capsize=2)
-        ax.bar(x + 0.2, theirs_gain, 0.4, color=KDNB_PAPER[1], label="paper")
+        ax.bar(x + 0.2, theirs_gain, 0.4, color=KDNB_PAPER[1], label=theirs_label)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(f"{column_label(column, c)}: gain in final-epoch accuracy over the baseline")
         ax.set_ylabel("points")
         ax.set_xticks(x, [label(m) for m in methods], rotation=45, ha="right", rotation_mode="anchor")
-        reach = max(reach, np.nanmax(np.abs([*ours["mean"], *theirs_gain, 0])) * 1.6 + 1)
-    axes[0, 0].set_ylim(-reach, reach)
-    _legend_on_top(fig, axes[0, 0].get_legend_handles_labels()[0] if cols else [], title)
+        reach.append(float(np.nanmax(np.abs([*ours["mean"], *ours["lo"], *ours["hi"], *theirs_gain, 0]))))
+    top = max(reach) * 1.08
+    axes[0, 0].set_ylim(-top, top)
+    handles, labels = axes[0, 0].get_legend_handles_labels() if cols else ([], [])
+    _legend_on_top(fig, [h for h, lab in zip(handles, labels, strict=True) if not lab.startswith("_")], title)
     return fig
 
 
 @styled
-def plot_vs_condition(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "") -> Figure:
-    """Final-epoch accuracy against the noise rate or imbalance ratio, one panel per method: kdnb (mean ± sd
-    over seeds) and the paper (dashed), on one y-scale so that the slopes compare."""
-    df = students(runs).dropna(subset=[column])
-    methods = [m for m in ORDER if m in set(df["method"]) | set(theirs["method"])]
+def plot_gain_trend(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, title: str = "",
+                    ours_label: str = "kdnb", theirs_label: str = "paper") -> Figure | None:
+    """The gain over the baseline against the noise rate or imbalance ratio, one panel per method: kdnb's
+    paired gain with its 95 % interval (``analysis.paired_differences`` by ``column``) and the paper's gain
+    (dashed), each within its own architecture and regime, so that the trends compare (never the accuracies).
+    None when kdnb has fewer than two values of ``column``: one point makes no trend."""
+    if paired.empty or paired[column].nunique() < 2:
+        return None
+    pg = gains(theirs, column)
+    methods = [m for m in ORDER if m != "baseline" and m in set(paired["method"])]
     fig, axes = _grid(len(methods), 4, 1.5, sharex=True, sharey=True)
     for ax, m in zip(axes.flat, methods, strict=False):
-        s = df[df["method"] == m].groupby(column)["final_acc"].agg(["mean", "std"])
-        p = theirs[theirs["method"] == m].sort_values(column)
-        ax.plot(p[column], p["mean"], "--", marker="s", ms=3, color="#999999", label="paper")
-        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, color=KDNB_PAPER[0], capsize=2,
-                    label="kdnb, mean ± sd over seeds")
+        s = paired[paired["method"] == m].sort_values(column)
+        p = pg[pg["method"] == m].sort_values(column)
+        ax.axhline(0, color="#333", lw=0.8)
+        ax.plot(p[column], p["gain"], "--", marker="s", ms=3, color="#999999", label=theirs_label)
+        ax.errorbar(s[column], s["mean"], yerr=[s["mean"] - s["lo"], s["hi"] - s["mean"]], marker="o", ms=4,
+                    color=KDNB_PAPER[0], capsize=2, label=f"{ours_label}, 95 % CI")
         ax.set_title(label(m))
     for ax in _lowest(axes, len(methods)):
         ax.set_xlabel("σ (noise rate)" if column == "noise" else "γ (imbalance ratio)")
     for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("gain (points)")
     _legend_on_top(fig, axes.flat[0].get_legend_handles_labels()[0], title)
     return fig
 
@@ -199,13 +228,16 @@ def plot_curves(cur: pd.DataFrame, metric: str = "test_acc", by: str = "method",
     """Learning curves as small multiples: ``metric`` per epoch, one panel per method (``by="method"``; the
     baseline's curve, faint and dashed, in every other method's panel for reference, and no panel of its
     own) or per setting (``by="setting"``: one configuration each, e.g. a teacher); in a panel one line per
-    setting, the mean over seeds with a ± sd band where there are two or more seeds."""
+    setting, the mean over seeds with a ± sd band where there are two or more seeds. The training loss
+    (``OWN_OBJECTIVE``) is each method's own objective (cross-entropy plus its distillation terms), so its
+    panels get their own scales and no baseline reference: only its shape compares."""
     panels = _panels(cur, by)
     shown = cur[cur[by].isin(panels)] if len(cur) else cur
-    share = not len(shown) or not _scales_differ(shown[metric], shown[by])
+    own = metric in OWN_OBJECTIVE and by == "method"  # each method's own objective: no common scale, no reference
+    share = not own and (not len(shown) or not _scales_differ(shown[metric], shown[by]))
     fig, axes = _grid(len(panels), 4 if len(panels) > 3 else len(panels), 1.55, sharex=True, sharey=share)
     colors = _setting_colors(cur) if by == "method" else {s: SETTING_COLORS[0] for s in panels}
-    reference = cur[cur["method"] == "baseline"] if by == "method" and len(panels) > 1 else cur.iloc[:0]
+    reference = cur[cur["method"] == "baseline"] if by == "method" and len(panels) > 1 and not own else cur.iloc[:0]
     for ax, p in zip(axes.flat, panels, strict=False):
         _draw_curves(ax, reference, metric, colors, faint=True)
         _draw_curves(ax, cur[cur[by] == p], metric, colors)
@@ -221,24 +253,27 @@ def plot_curves(cur: pd.DataFrame, metric: str = "test_acc", by: str = "method",
 def curves_grid(cur: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> Figure:
     """Static small multiples covering every choice of the explorer: one row per method, one column per
     metric, one line per setting (data set, student, condition; mean ± sd over seeds), the baseline faint in
-    every other row. A column shares its y-scale unless one method's values dwarf another's."""
+    every other row. A column shares its y-scale unless one method's values dwarf another's; the training
+    loss column (``OWN_OBJECTIVE``) has neither the baseline nor a shared scale."""
     methods = [m for m in ORDER if m in set(cur["method"])] if len(cur) else []
     metrics = [m for m in metrics if m in cur and cur[m].notna().any()] or list(metrics)[:1]
-    fig, axes = plt.subplots(max(len(methods), 1), len(metrics), figsize=(WIDTH, 1.15 * max(len(methods), 1) + 0.9),
-                             squeeze=False, sharex=True, layout="constrained")
+    size = (WIDTH - 0.15, 1.15 * max(len(methods), 1) + 0.9)  # a little narrower: each loss panel has its own scale
+    fig, axes = plt.subplots(max(len(methods), 1), len(metrics), figsize=size, squeeze=False, sharex=True,
+                             layout="constrained")
     colors = _setting_colors(cur)
     base = cur[cur["method"] == "baseline"] if len(cur) else cur
     for j, metric in enumerate(metrics):
-        share = not len(cur) or not _scales_differ(cur[metric], cur["method"])
+        own = metric in OWN_OBJECTIVE  # each method's own objective: its own scale, no baseline reference
+        share = not own and (not len(cur) or not _scales_differ(cur[metric], cur["method"]))
         for i, m in enumerate(methods):
             ax = axes[i][j]
             if share and i:
                 ax.sharey(axes[0][j])
-            if m != "baseline":
+            if m != "baseline" and not own:
                 _draw_curves(ax, base, metric, colors, faint=True)
             _draw_curves(ax, cur[cur["method"] == m], metric, colors)
             ax.set_ylabel(label(m) if j == 0 else "")
-        axes[0][j].set_title(METRICS.get(metric, metric))
+        axes[0][j].set_title(METRICS.get(metric, metric) + ("\n(each method's own objective)" if own else ""))
         axes[-1][j].set_xlabel("epoch")
     _legend_on_top(fig, _curve_legend(colors, len(methods) > 1 and len(base) > 0))
     return fig
@@ -292,41 +327,19 @@ def plot_class_gains(groups: pd.DataFrame, title: str = "") -> Figure:
 
 
 # ---------------------------------------------------------------------------------------------
-# Teachers (Table II)
-
-
-@styled
-def plot_teachers(cmp: pd.DataFrame) -> Figure:
-    """Teacher accuracy per configuration: kdnb (the seed used, final epoch) beside the paper."""
-    d = cmp.assign(row=[f"{label(a)} {label(b)} {c}" for a, b, c in
-                        zip(cmp["dataset"], cmp["teacher"], cmp["configuration"], strict=True)])
-    long = pd.concat([d.assign(source="kdnb", value=d["acc"]), d.assign(source="paper", value=d["paper"])])
-    long = long.dropna(subset=["value"])
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.28 * max(len(d), 2) + 1.0), layout="constrained")
-    if len(long):
-        sns.barplot(data=long, y="row", x="value", hue="source", hue_order=["kdnb", "paper"],
-                    palette=KDNB_PAPER, order=list(d["row"]), ax=ax)
-        sns.move_legend(ax, "lower right", title=None, frameon=True)
-    ax.set_xlabel("final-epoch test accuracy (%)")
-    ax.set_ylabel("")
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------
 # Transferability (Fig. 1)
 
 
 @styled
 def plot_transfer(ours: pd.DataFrame, theirs: pd.DataFrame, name: str = "kdnb") -> Figure:
     """Heatmaps, one above the other (rows: target, columns: source, with the mean and Teacher columns): ours
-    (titled ``name``), the paper's, and the difference ours − paper."""
-    panels = [(name, ours, False), ("paper", theirs, False),
-              ("difference (kdnb − paper)", transfer_difference(ours, theirs), True)]
-    rows = max(max(len(m.index) for _, m, _ in panels), 3)
-    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, (0.24 * rows + 1.1) * 3), squeeze=False, layout="constrained")
-    for ax, (title, m, is_diff) in zip(axes[:, 0], panels, strict=True):
-        sns.heatmap(m.rename(index=label, columns=label), annot=True, fmt=".0f", cmap="RdBu_r" if is_diff else "Reds",
-                    center=0 if is_diff else None, vmin=None if is_diff else 0, vmax=None if is_diff else 100,
+    (titled ``name``) and the paper's, on one colour scale (0-100 %) with its colour bar. No difference map:
+    the two are different regimes, and only their patterns compare."""
+    panels = [(name, ours), ("paper, Fig. 1", theirs)]
+    rows = max(max(len(m.index) for _, m in panels), 3)
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, (0.24 * rows + 1.1) * 2), squeeze=False, layout="constrained")
+    for ax, (title, m) in zip(axes[:, 0], panels, strict=True):
+        sns.heatmap(m.rename(index=label, columns=label), annot=True, fmt=".0f", cmap="Reds", vmin=0, vmax=100,
                     cbar=False, ax=ax, annot_kws={"fontsize": 9}, linewidths=0.3, linecolor="white")
         for k, c in enumerate(m.columns):  # rules before the summaries (mean, Teacher), as in the table
             if c in ("mean", "teacher"):
@@ -338,6 +351,7 @@ def plot_transfer(ours: pd.DataFrame, theirs: pd.DataFrame, name: str = "kdnb") 
         ax.set_xlabel("source (examples crafted on)")
         ax.set_ylabel("target (attacked)")
         ax.tick_params(axis="x", rotation=45)
+    fig.colorbar(axes[0, 0].collections[0], ax=axes[:, 0].tolist(), shrink=0.6, label="success rate (%)")
     return fig
 
 
@@ -357,10 +371,15 @@ def _transfer_bars(long: pd.DataFrame, source: str, ax: Axes) -> None:
 @styled
 def plot_transfer_bars(long: pd.DataFrame, source: str) -> Figure:
     """Transfer rate of the examples crafted on ``source`` to every target, one bar per matrix."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.0), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2), layout="constrained")
     _transfer_bars(long, source, ax)
-    if ax.get_legend() is not None:
-        sns.move_legend(ax, "upper right", title=None, frameon=True)
+    if ax.get_legend() is not None:  # above the panel: inside it, it would cover the last bars
+        handles = ax.get_legend().legend_handles
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        ax.get_legend().remove()
+        for h, lab in zip(handles, labels, strict=True):
+            h.set_label(lab)
+        _legend_on_top(fig, handles)
     return fig
 
 

@@ -6,7 +6,6 @@ here draws a figure.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -14,16 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from IPython.display import HTML, Markdown
 
 from kdnb import store as store_mod
 from kdnb.data import NUM_CLASSES, imbalance_counts
-from kdnb.methods import METHODS, load_plugin
 from kdnb.report import paper, tables
 from kdnb.report.analysis import (
     ORDER,
     against_paper,
+    balanced,
     class_groups,
     column_label,
     gains,
@@ -40,6 +38,7 @@ from kdnb.report.analysis import (
     summarize,
     wide,
 )
+from kdnb.report.grids import PARAM_KEYS, load_grids, load_params_file, params_from, section_files  # noqa: F401
 from kdnb.report.tables import duration
 from kdnb.study import (
     Params,
@@ -48,48 +47,7 @@ from kdnb.study import (
     transfer_path,
 )
 
-PARAM_KEYS = tuple(f.name for f in dataclasses.fields(Params))
 TEACHER_SECTIONS = ("generalization", "label_noise", "imbalance", "transferability")  # every section with students
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameters
-
-
-def params_from(ns: Mapping[str, Any]) -> tuple[Params, list[str]]:
-    """Params from a notebook's variables (its parameters cell); methods not registered are dropped.
-
-    Returns the Params and the dropped method names, which a page lists as not run.
-    """
-    d = copy.deepcopy({k: ns[k] for k in PARAM_KEYS if k in ns})
-    for path in [d["plugins"]] if isinstance(d.get("plugins"), str) else d.get("plugins") or []:
-        load_plugin(path)  # registers the user's methods before the filter below (book/add-method.md)
-    if "methods" not in d:  # the default grid's methods
-        return Params.from_dict(d), []
-    methods = list(d["methods"] or [])
-    d["methods"] = [m for m in methods if m in METHODS]
-    return Params.from_dict(d), [m for m in methods if m not in METHODS]
-
-
-def load_params_file(path: str | Path) -> tuple[Params, list[str]]:
-    """A params YAML file read like a notebook's parameters (unregistered methods dropped)."""
-    d = yaml.safe_load(Path(path).read_text()) or {}
-    return params_from(d)
-
-
-def load_grids(params_dir: str | Path, sections: Sequence[str], companions_only: bool = False,
-               **overrides: Any) -> list[Params]:
-    """The grids of ``sections`` in a profile's params folder (``section_files``), with ``overrides``
-    (store, device, data_root: fields that do not change a run) applied."""
-    files = [f for s in sections for f in section_files(params_dir, s, companions_only)]
-    return [dataclasses.replace(load_params_file(f)[0], **overrides) for f in files]
-
-
-def section_files(params_dir: str | Path, section: str, companions_only: bool = False) -> list[Path]:
-    """``<section>.yaml`` and its companions ``<section>_*.yaml`` (e.g. the CIFAR-100 grid of Table IV)."""
-    d = Path(params_dir)
-    main = [d / f"{section}.yaml"] if (d / f"{section}.yaml").is_file() and not companions_only else []
-    return main + sorted(d.glob(f"{section}_*.yaml"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +89,76 @@ def headline(params_dir: str | Path = "", store: str = "") -> str:
 
 # ---------------------------------------------------------------------------------------------
 # What a page ran, where and for how long
+
+
+def _trained_epochs(history: Any) -> int | None:
+    """The epochs of a run's final training stage as its history records them (None without a history)."""
+    hist = [h for h in history if "epoch" in h] if isinstance(history, list) else []
+    if not hist:
+        return None
+    last = hist[-1].get("stage")
+    return max(int(h["epoch"]) for h in hist if h.get("stage") == last)
+
+
+def _segments_cpu(segments: Sequence[Mapping[str, Any]]) -> str | None:
+    """The CPU models a run's training segments name, in order, joined by ' + '; None when none does."""
+    cpus = list(dict.fromkeys(s["cpu"] for s in segments or [] if s.get("cpu") and s.get("device", "cpu") == "cpu"))
+    return " + ".join(cpus) or None
+
+
+def with_provenance(runs: pd.DataFrame, stores: Sequence[str | Path]) -> pd.DataFrame:
+    """``runs`` as they trained, from their records in ``stores``: ``epochs``, the epochs of each run's final
+    training stage as its history has them (ONE trains its longer schedule, 12 epochs where mini's config says
+    8; FitNet's and FSP's first stage comes before it), and ``cpu``, the CPU model from the record's training
+    segments where its environment lacks it."""
+    if runs.empty or "run_id" not in runs:
+        return runs
+    found = {}
+    for st in [store_mod.Store(s) for s in stores]:
+        for rid in runs["run_id"]:
+            if rid not in found:
+                rec = st.read_or_none(rid)
+                if rec is not None:
+                    found[rid] = rec
+    out = runs.copy()
+    epochs = [_trained_epochs((found.get(r) or {}).get("history")) for r in out["run_id"]]
+    out["epochs"] = [e if e is not None else old for e, old in
+                     zip(epochs, out["epochs"] if "epochs" in out else [None] * len(out), strict=True)]
+    cpu = out["cpu"] if "cpu" in out else pd.Series([None] * len(out), index=out.index)
+    out["cpu"] = [c if isinstance(c, str) and c else _segments_cpu((found.get(r) or {}).get("segments"))
+                  for r, c in zip(out["run_id"], cpu, strict=True)]
+    return out
+
+
+def regime(runs: pd.DataFrame) -> str:
+    """``1,000 training images per class, 8 epochs (ONE 12), seeds 0, 1``: the regime of the finished student
+    runs in ``runs`` (``with_provenance``'s trained epochs); '' without any."""
+    st = students(runs)
+    if st.empty:
+        return ""
+    per_class = sorted({int(n) for n in st["train_per_class"].dropna()}) if "train_per_class" in st else []
+    images = f"{'/'.join(f'{n:,}' for n in per_class)} training images per class" if per_class else \
+        "all training images"
+    by_method = st.dropna(subset=["epochs"]).groupby("method")["epochs"].max().astype(int)
+    text = images
+    if len(by_method):
+        common = int(by_method.mode().max())
+        other = [f"{label(m)} {e}" for m, e in by_method.items() if e != common]
+        text += f", {common} epochs" + (f" ({', '.join(other)})" if other else "")
+    seeds = sorted({int(x) for x in st["seed"]})
+    return text + f", seed{'' if len(seeds) == 1 else 's'} {', '.join(map(str, seeds))}"
+
+
+PAPER_REGIME = {"cifar10": "5,000 training images per class, 200 epochs, 5 seeds",
+                "cifar100": "500 training images per class, 200 epochs, 5 seeds"}
+
+
+def section_grids(params_dir: str | Path, sections: Sequence[str], page: Params) -> list[Params]:
+    """The grids of ``sections`` in ``params_dir`` with ``page``'s device and data root; those of ``page``'s
+    profile in ``page``'s store too (a test may redirect it), the others (``kdnb book --profile auto`` mixes
+    profiles in one folder) in their own."""
+    grids = load_grids(params_dir, sections, device=page.device, data_root=page.data_root)
+    return [dataclasses.replace(g, store=page.store) if g.profile == page.profile else g for g in grids]
 
 
 def _n(k: int, noun: str) -> str:
@@ -257,8 +285,8 @@ def _describe_column(oc: pd.DataFrame, pc: pd.DataFrame, paired: pd.DataFrame, c
     o, p = oc.set_index("method"), pc.set_index("method")
     best = o["mean"].idxmax()
     text = f"**{column_label(column, c)}**: best here {label(best)} ({o.loc[best, 'mean']:.2f} %)"
-    if len(p):
-        text += f", in the paper {label(p['mean'].idxmax())} ({p['mean'].max():.2f} %)"
+    if len(p):  # the paper's best by name only: its accuracy is another regime's
+        text += f", in the paper {label(p['mean'].idxmax())}"
     g = gains(oc, column).set_index("method")["gain"]
     if len(g):
         up = [m for m in ORDER if m in g and g[m] > 0]
@@ -291,24 +319,78 @@ def describe(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, paired: pd.D
     return "\n".join(lines) if lines else "No finished runs to describe."
 
 
+def teacher_students(grids: Sequence[Params]) -> pd.DataFrame:
+    """Per teacher run that students of ``grids`` learned from (their records' ``teacher_run``): the student
+    architecture and the mean final-epoch accuracy of its baseline over the seeds in the same grid
+    (run_id, student, baseline): the bar a teacher must clear in its own regime."""
+    rows = []
+    for g in grids:
+        st = students(Study(g).results())
+        if st.empty or "teacher_run" not in st:
+            continue
+        for (arch, _, _), cell in st.groupby(["student", "noise", "imbalance"], dropna=False):
+            base = cell.loc[cell["method"] == "baseline", "final_acc"]
+            rows += [dict(run_id=t, student=arch, baseline=float(base.mean()) if len(base) else math.nan)
+                     for t in cell["teacher_run"].dropna().unique()]
+    return pd.DataFrame(rows, columns=["run_id", "student", "baseline"]).drop_duplicates("run_id")
+
+
+def _paper_baseline(dataset: str, student: str, noise: float, imbalance: Any) -> float:
+    """The paper's baseline accuracy of ``student`` in a data condition (Tables III-VI), NaN where it has none."""
+    if balanced(imbalance) and not noise:
+        t = paper.generalization(dataset)
+    elif balanced(imbalance):
+        t = paper.label_noise()[lambda d: d["noise"] == noise]
+    else:
+        t = paper.imbalance()[lambda d: d["imbalance"] == imbalance]
+    hit = t[(t["student"] == student) & (t["method"] == "baseline") & (t["dataset"] == dataset)]["mean"]
+    return float(hit.iloc[0]) if len(hit) else math.nan
+
+
+def teacher_leads(cmp: pd.DataFrame, grids: Sequence[Params]) -> pd.DataFrame:
+    """``analysis.teacher_comparison`` with each teacher's lead over its students' baseline, like for like: kdnb's
+    (``lead``: teacher − the baseline of the same architecture, data and regime; ``student``, ``baseline``) and
+    the paper's (``paper_lead``: its teacher − its baseline of that student in the same condition)."""
+    out = cmp.merge(teacher_students(grids), on="run_id", how="left") if len(cmp) else \
+        cmp.assign(student=None, baseline=math.nan)
+    out["lead"] = out["acc"] - out["baseline"]
+    out["paper_lead"] = [p - _paper_baseline(d, s, n, g) if isinstance(s, str) and pd.notna(p) else math.nan
+                         for p, d, s, n, g in zip(out["paper"], out["dataset"], out["student"], out["noise"],
+                                                  out["imbalance"], strict=True)]
+    return out
+
+
 def describe_teachers(cmp: pd.DataFrame) -> str:
-    """Markdown: how many teachers ran, and how far they are from the paper's where it has the same one."""
-    ran = cmp.dropna(subset=["acc"])
-    both = ran.dropna(subset=["paper"])
+    """Markdown: how many teachers ran, and whether each is ahead of the students it teaches (``teacher_leads``),
+    beside the paper's lead where it has the same teacher and student; the absolute accuracies of a reduced
+    regime are not set against the paper's."""
+    ran = cmp[cmp["n"].fillna(0) > 0]
+    acc = ran["acc"].fillna(ran["mean"])  # a teacher no student has learned from yet: the mean of its seeds
     text = f"{len(ran)} teacher configuration{'s' if len(ran) != 1 else ''} ran on this page"
     if len(ran):
-        text += f", with final accuracies from {ran['acc'].min():.2f} % to {ran['acc'].max():.2f} %"
-    if len(both):
-        d = both["diff"]
-        text += (f". {len(both)} of them match{'es' if len(both) == 1 else ''} a row of the paper's Table II; "
-                 + (f"kdnb − paper is {d.iloc[0]:+.2f} points" if len(both) == 1 else
-                    f"kdnb − paper ranges from {d.min():+.2f} to {d.max():+.2f} points (mean {d.mean():+.2f})"))
-    else:
-        text += ". None of them is a configuration of the paper's Table II, so there is nothing to compare"
+        text += f", with final accuracies from {acc.min():.2f} % to {acc.max():.2f} %"
+    out = [text + "."]
+    waiting = ran[ran["acc"].isna()]
+    if len(waiting):
+        which = "; ".join(f"{label(r.teacher)}, {r.configuration}" for r in waiting.itertuples())
+        out.append(f"{_n(len(waiting), 'teacher')} ({which}) taught no student yet, so its lead over a student "
+                   "cannot be read.")
+    if "lead" in cmp:
+        for r in ran.dropna(subset=["lead", "acc"]).itertuples(index=False):
+            what = f"The {label(r.teacher)} teacher, {r.configuration} ({r.acc:.2f} %)"
+            paper_part = f"; in the paper the same teacher leads its {label(r.student)} by {r.paper_lead:+.2f}" \
+                if pd.notna(r.paper_lead) else ""
+            if r.lead <= 0:
+                out.append(f"{what} is **behind** the {label(r.student)} baseline it teaches ({r.baseline:.2f} %, "
+                           f"{r.lead:+.2f} points): its students learn from a weaker model, so this cell cannot show "
+                           f"what a teacher ahead of its student gives{paper_part}.")
+            else:
+                out.append(f"{what} leads the {label(r.student)} baseline of its regime by {r.lead:+.2f} points "
+                           f"({r.baseline:.2f} %){paper_part}.")
     missing = cmp[cmp["acc"].isna()]
     if len(missing):
-        text += f". {len(missing)} of the paper's teachers are not run by this profile"
-    return text + "."
+        out.append(f"{len(missing)} of the paper's teachers are not run by this profile.")
+    return " ".join(out)
 
 
 def transfer_text(student: str, rec: Mapping[str, Any], store: str | Path) -> str:
@@ -321,10 +403,8 @@ def transfer_text(student: str, rec: Mapping[str, Any], store: str | Path) -> st
             f"`{rec['code_version']}` ({rec['created'][:10]})")
     if rec.get("weights_checked"):
         return text + "; the weights it attacked are those in the store."
-    if "weights" in rec:
-        return text + "; the weights it attacked are not in this store (records only), so they cannot be checked."
-    return text + ("; it was made before transfer records named the weights they attacked, and the weights are "
-                   "not in this store, so it is matched by its run ids and attack settings.")
+    return text + ("; the weights are not in this store (records only), so they cannot be checked: the matrix is "
+                   "shown as recorded for these runs and attack settings.")
 
 
 def rankings_text(mat: pd.DataFrame, student: str) -> str:
@@ -360,21 +440,30 @@ def comparison(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: l
                below_baseline: bool = False, gain_note: str = "") -> list[Any]:
     """The block of one group of ``runs`` (``name``: which) against the paper's Table ``tab``: where and how
     long they trained and which number is the headline; kdnb's gains over the baseline (paired per seed,
-    95 % CI) beside the paper's (``gain_note``: how they compare); kdnb's final-epoch table and its
-    best-epoch companion, on the columns it ran; kdnb beside the paper cell by cell; what the numbers say,
-    and the teacher-student gap."""
+    95 % CI) beside the paper's, each labelled with its regime (``gain_note``: how they compare); kdnb's
+    final-epoch table and its best-epoch companion, on the columns it ran; what the numbers say, and the
+    teacher-student gap. kdnb's absolute accuracies are never set against the paper's: a reduced regime
+    (or another architecture) is compared by its gains, orderings and trends."""
     ours = summarize(runs, by=[column])
     ran = [c for c in columns if c in set(ours[column])] or columns
     absent = [column_label(column, c) for c in columns if c not in ran]
     mean_std = "mean ± std over seeds" + ("; best of each column in bold" if not below_baseline else
                                           "; best in bold, below the baseline in blue")
+    ours_regime = regime(runs)
+    dataset = next(iter(students(runs)["dataset"]), "cifar10") if len(students(runs)) else "cifar10"
+    paired = paired_differences(runs, by=[column])
     return [Markdown(provenance(students(runs))),
-            tables.style_gains(paired_differences(runs, by=[column]), theirs, column, ran,
-                               caption=f"{name}: gain in final-epoch accuracy over the baseline (points; mean of "
-                               f"the paired per-seed differences [95 % CI]) beside the paper's Table {tab} gain"
-                               + gain_note),
-            Markdown("The absolute accuracies, and kdnb beside the paper cell by cell"
-                     + (f" (not run by this profile: {', '.join(absent)}):" if absent else ":")),
+            tables.style_gains(paired, theirs, column, ran,
+                               caption=f"{name}: gain in final-epoch accuracy over the baseline of the same "
+                               "architecture and regime (points; mean of the paired per-seed differences [95 % CI], "
+                               f"coloured where the interval excludes 0) beside the paper's Table {tab} gain"
+                               + gain_note,
+                               ours_label=f"kdnb: {ours_regime}" if ours_regime else "kdnb",
+                               theirs_label=f"paper: {PAPER_REGIME.get(dataset, PAPER_REGIME['cifar10'])}"),
+            Markdown(f"kdnb's accuracies ({ours_regime or 'no finished run'})"
+                     + (f"; not run by this profile: {', '.join(absent)}" if absent else "")
+                     + ". The paper's own table is folded above; a reduced regime's accuracies are not comparable "
+                     "with the paper's, its gains are."),
             tables.style_table(ours, column, columns=ran, below_baseline=below_baseline,
                                caption=f"{name}: final-epoch test accuracy (%; the headline), {mean_std}"),
             tables.details("Its companion: the best-epoch accuracy (<code>best_acc</code>), not the headline",
@@ -382,9 +471,7 @@ def comparison(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: l
                                               below_baseline=below_baseline,
                                               caption=f"{name}: best-epoch test accuracy (%; the epoch picked on "
                                               f"the test set), {mean_std}")),
-            tables.side_by_side(ours, theirs, column, caption=f"{name}: final-epoch accuracy beside the paper's "
-                                f"Table {tab}, Δ = kdnb − paper"),
-            Markdown(describe(ours, theirs, column, paired_differences(runs, by=[column]))),
+            Markdown(describe(ours, theirs, column, paired)),
             Markdown(teacher_gap(runs, column))]
 
 
@@ -428,7 +515,6 @@ def condition_tables(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, arch
 
 # CIFAR-10 labels 0-9, short
 CLASS_NAMES = {"cifar10": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
-RETRAIN_SECTION = "kdnb study params/{profile}/imbalance.yaml --store <a new folder>"
 
 
 def class_counts(p: Params) -> dict[float, list[int]]:
@@ -445,10 +531,8 @@ def class_tables(per_class: pd.DataFrame, p: Params) -> list[Any]:
     (student, γ) the per-class final-epoch accuracy of every method and the gain over the baseline on the
     minority and the majority classes; one sentence when no record has per-class accuracy."""
     if per_class.empty:
-        return [Markdown("These records predate per-class recording, so the accuracy on the minority classes "
-                         "cannot be shown; re-training the section into a fresh store (`"
-                         + RETRAIN_SECTION.format(profile=p.profile) + "`, then that store in the params file) "
-                         "records it.")]
+        return [Markdown("The records of this store hold no per-class accuracy, so the accuracy on the minority "
+                         "classes cannot be shown.")]
     counts = class_counts(p)
     groups = class_groups(per_class, counts)
     out: list[Any] = []

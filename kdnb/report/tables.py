@@ -16,7 +16,6 @@ from kdnb.report.analysis import (
     below_mask,
     best_mask,
     column_label,
-    difference,
     gains,
     label,
     minority_classes,
@@ -74,8 +73,9 @@ def _signed(v: float) -> str:
     return "" if pd.isna(v) else f"{v:+.2f}"
 
 
-def _sign_css(v: float) -> str:
-    return "" if pd.isna(v) else CSS_WORSE if v < 0 else CSS_BETTER
+def _resolved_css(lo: float, hi: float) -> str:
+    """Green where an interval lies above 0, red below, nothing where it spans 0 (or is missing)."""
+    return CSS_BETTER if pd.notna(lo) and lo > 0 else CSS_WORSE if pd.notna(hi) and hi < 0 else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,23 +118,6 @@ def style_table(summary: pd.DataFrame, column: str, methods: Sequence[str] | Non
     return finish(text.style.apply(lambda _: css, axis=None), caption)
 
 
-def side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, column: str, methods: Sequence[str] | None = None,
-                 columns: Sequence[Any] | None = None, caption: str = "") -> Styler:
-    """For each of our columns: kdnb, paper and Δ = kdnb − paper, per method."""
-    cols = list(columns) if columns is not None else list(wide(ours, column).columns)
-    a, b = table_text(ours, column, methods, cols), table_text(theirs, column, methods, cols)
-    b = b.replace(NOT_RUN, NOT_IN_PAPER)
-    d = difference(ours, theirs, column, methods, cols)
-    parts, css = {}, {}
-    for c in cols:
-        parts[(c, "kdnb")], parts[(c, "paper")], parts[(c, "Δ")] = a[c], b[c], d[c].map(_signed)
-        css[(c, "kdnb")] = a[c].map(lambda t: CSS_NOT_RUN if t == NOT_RUN else "")
-        css[(c, "paper")] = b[c].map(lambda t: CSS_NOT_RUN if t == NOT_IN_PAPER else "")
-        css[(c, "Δ")] = d[c].map(_sign_css)
-    text, style = _relabel(pd.DataFrame(parts), column), _relabel(pd.DataFrame(css), column)
-    return finish(text.style.apply(lambda _: style, axis=None), caption)
-
-
 # ---------------------------------------------------------------------------------------------
 # Per-class accuracy under imbalance (Table VI)
 
@@ -160,7 +143,7 @@ def style_class_acc(per_class: pd.DataFrame, counts: Sequence[int], class_names:
 
 def style_class_groups(groups: pd.DataFrame, caption: str = "") -> Styler:
     """The minority and majority classes of one cell (``analysis.class_groups``): each method's mean accuracy
-    there and its paired gain over the baseline [95 % CI]."""
+    there and its paired gain over the baseline [95 % CI], coloured only where the interval excludes 0."""
     def gain(r: Any) -> str:
         if pd.isna(r.mean):
             return ""
@@ -172,7 +155,7 @@ def style_class_groups(groups: pd.DataFrame, caption: str = "") -> Styler:
         parts[(f"{g} classes", "accuracy (%)")] = d["acc"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         parts[(f"{g} classes", "gain (points)")] = [gain(r) for r in d.itertuples()]
         css[(f"{g} classes", "accuracy (%)")] = pd.Series("", index=d.index)
-        css[(f"{g} classes", "gain (points)")] = d["mean"].map(_sign_css)
+        css[(f"{g} classes", "gain (points)")] = [_resolved_css(r.lo, r.hi) for r in d.itertuples()]
     text, style = pd.DataFrame(parts), pd.DataFrame(css)
     text.index = style.index = [label(m) for m in text.index]
     return finish(text.style.apply(lambda _: style, axis=None), caption)
@@ -182,43 +165,48 @@ def style_class_groups(groups: pd.DataFrame, caption: str = "") -> Styler:
 # Table II
 
 
+def _regime(per_class: Any, epochs: Any) -> str:
+    """``1,000/class · 32 ep``: a teacher's training regime, short."""
+    images = "all images" if per_class is None or pd.isna(per_class) else f"{int(per_class):,}/class"
+    return images + ("" if epochs is None or pd.isna(epochs) else f" · {int(epochs)} ep")
+
+
 def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
-    """Table II as the page shows it (``analysis.teacher_comparison``): the final-epoch accuracy of the seed
-    used, its best epoch beside it, all seeds' final epochs; ``not run`` / ``not in paper`` where one side is
-    missing."""
+    """Table II as the page shows it (``analysis.teacher_comparison``, with ``pages.teacher_leads``' columns where
+    given): the regime and final-epoch accuracy of the seed used, its best epoch, the mean over seeds only where
+    there are several, and the teacher's lead over its students' baseline beside the paper's lead (like for like:
+    each within its own regime); the paper's accuracy is shown, never a difference to it. One row per teacher
+    that ran (the paper's others are counted by ``pages.describe_teachers``); ``not in paper`` where it has none."""
+    cmp = cmp[cmp["n"].fillna(0) > 0].reset_index(drop=True)  # the paper's other teachers: a sentence, not rows
     text = pd.DataFrame({
-        "teacher": [f"{label(d)} {label(t)}" for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
+        "teacher": [(f"{label(d)} " if cmp["dataset"].nunique() > 1 else "") + label(t)  # one data set: in the caption
+                    for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
         "data": cmp["configuration"],
-        "final (%)": [NOT_RUN if pd.isna(n) or not n else "no student yet" if pd.isna(v) else f"{v:.2f}"
-                     for v, n in zip(cmp["acc"], cmp["n"], strict=True)],
+        "regime": [_regime(n, e) if pd.notna(a) else "" for n, e, a in
+                   zip(cmp.get("train_per_class", [None] * len(cmp)), cmp.get("epochs", [None] * len(cmp)),
+                       cmp["acc"], strict=True)],
+        "final (%)": [NOT_RUN if pd.isna(n) or not n else f"{cell_text(m, s, n)}, no student yet" if pd.isna(v)
+                      else f"{v:.2f}"
+                      for v, m, s, n in zip(cmp["acc"], cmp["mean"], cmp["std"], cmp["n"], strict=True)],
         "best epoch (%)": cmp["best"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
-        "all seeds": [cell_text(m, s, n) for m, s, n in zip(cmp["mean"], cmp["std"], cmp["n"], strict=True)],
-        "paper (%)": cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}"),
-        "Δ": cmp["diff"].map(_signed),
     })
-    css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER, "no student yet") else "")
-    css["Δ"] = cmp["diff"].map(_sign_css).to_numpy()
+    if (cmp["n"].fillna(0) > 1).any():  # one seed: the mean over seeds is the final accuracy again
+        text["mean over seeds"] = [cell_text(m, s, n)
+                                   for m, s, n in zip(cmp["mean"], cmp["std"], cmp["n"], strict=True)]
+    if "lead" in cmp:
+        text["lead"] = cmp["lead"].map(_signed)
+    text["paper (%)"] = cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}")
+    if "paper_lead" in cmp:
+        text["paper lead"] = cmp["paper_lead"].map(_signed)
+    css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER) or t.endswith("no student yet") else "")
+    if "lead" in cmp:
+        css["lead"] = cmp["lead"].map(lambda v: CSS_WORSE if pd.notna(v) and v <= 0
+                                                                  else "").to_numpy()
     return finish(text.style.apply(lambda _: css, axis=None).hide(axis="index"), caption)
 
 
 # ---------------------------------------------------------------------------------------------
 # Fig. 1
-
-
-def style_transfer(mat: pd.DataFrame, caption: str = "") -> Styler:
-    """A transfer matrix as a table: rates (%) with one decimal, shaded; NaN as ``n/a`` (no jointly-correct
-    image). The column headers run upwards and the summary columns (mean, Teacher) are set off by a rule,
-    so that the whole matrix fits the text column with its summaries in view."""
-    m = mat.rename(index=label, columns=label).rename_axis(index=None, columns=None)
-    styler = m.style.format("{:.1f}", na_rep="n/a").background_gradient(cmap="Reds", axis=None, vmin=0, vmax=100)
-    col = next((j for j, c in enumerate(mat.columns) if c in ("mean", "teacher")), None)
-    row = next((i for i, r in enumerate(mat.index) if r == "mean"), None)
-    rules = ([{"selector": f".col{col}", "props": "border-left: 2px solid #777;"}] if col is not None else []) + \
-        ([{"selector": f".row{row}", "props": "border-top: 2px solid #777;"}] if row is not None else [])
-    vertical = {"selector": "thead th.col_heading", "props": "writing-mode: vertical-rl; transform: rotate(180deg); "
-                "text-align: left; padding: .4em .2em;"}
-    return finish(styler.highlight_null(props="background-color: #eee; color: #999;"), caption,
-                  styles=[vertical, {"selector": "td", "props": "padding: .2em .3em;"}, *rules])
 
 
 def _verdict(v: Any) -> str:
@@ -311,10 +299,12 @@ def style_ablations(abl: pd.DataFrame) -> Styler:
 
 
 def style_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: Sequence[Any],
-                caption: str = "") -> Styler:
+                caption: str = "", ours_label: str = "kdnb", theirs_label: str = "paper") -> Styler:
     """The headline: per method and column, kdnb's gain over the baseline (mean of the paired per-seed
     differences, 95 % CI; ``analysis.paired_differences``) beside the paper's gain (``analysis.gains`` of
-    its table)."""
+    its table), under headers naming each side's regime (``ours_label``, ``theirs_label``). kdnb's gain is
+    coloured (green above 0, red below) only where its interval excludes 0; the paper's, which has no
+    interval (its tables give no per-seed values), is not coloured."""
     methods = [m for m in wide(paired, column).index if m != "baseline"]
     if paired.empty:
         methods = [m for m in wide(theirs, column).index if m != "baseline"]
@@ -327,10 +317,18 @@ def style_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, columns
         def cell(m: str, c: Any = c) -> str:
             v, lo, hi = ours["mean"].at[m, c], ours["lo"].at[m, c], ours["hi"].at[m, c]
             return NOT_RUN if pd.isna(v) else f"{v:+.2f}" + ("" if pd.isna(lo) else f" [{lo:+.1f}, {hi:+.1f}]")
-        parts[(c, "kdnb")] = pd.Series([cell(m) for m in methods], index=methods)
-        parts[(c, "paper")] = theirs_w[c].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:+.2f}") \
+
+        def colour(m: str, c: Any = c) -> str:
+            v, lo, hi = ours["mean"].at[m, c], ours["lo"].at[m, c], ours["hi"].at[m, c]
+            if pd.isna(v):
+                return CSS_NOT_RUN
+            return _resolved_css(lo, hi)
+
+        parts[(c, ours_label)] = pd.Series([cell(m) for m in methods], index=methods)
+        parts[(c, theirs_label)] = theirs_w[c].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:+.2f}") \
             if c in theirs_w else pd.Series(NOT_IN_PAPER, index=methods)
-        css[(c, "kdnb")] = ours["mean"][c].map(_sign_css).where(ours["mean"][c].notna(), CSS_NOT_RUN)
-        css[(c, "paper")] = theirs_w[c].map(_sign_css) if c in theirs_w else pd.Series("", index=methods)
+        css[(c, ours_label)] = pd.Series([colour(m) for m in methods], index=methods)
+        css[(c, theirs_label)] = pd.Series("", index=methods)
     text, style = _relabel(pd.DataFrame(parts), column), _relabel(pd.DataFrame(css), column)
-    return finish(text.style.apply(lambda _: style, axis=None), caption)
+    wrap = {"selector": "thead th", "props": "white-space: normal; max-width: 16em;"}  # the regime labels
+    return finish(text.style.apply(lambda _: style, axis=None), caption, styles=[wrap])

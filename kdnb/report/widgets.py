@@ -5,8 +5,8 @@ HTML table) and the controls only switch between them: each ``Dropdown.index`` i
 the ``selected_index`` of a ``Stack``. The links live in the front end and in the saved widget state,
 so the explorers respond in the static book (no kernel, no network) exactly as in Jupyter.
 
-Learning curves (``explorer``): one dropdown per setting dimension (data set, architecture, and the
-condition when it varies) selects a branch of nested Stacks, and the metric dropdown, linked to
+Learning curves (``explorer``): one dropdown per setting dimension that varies (data set, architecture,
+condition) selects a branch of nested Stacks, and the metric dropdown, linked to
 every leaf, selects the view. A view is one setting × one metric and shows *all* methods as small
 multiples (``kdnb.report.figures.plot_curves``: the mean over seeds ± sd, the baseline dashed in each
 panel), followed by the setting's table of seeds; a view per method would multiply the page by the 12 methods.
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from kdnb.report import paper
-from kdnb.report.analysis import METRICS, column_label, label, sources_of
+from kdnb.report.analysis import METRICS, column_label, condition_label, label, sources_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,10 +110,13 @@ def _rank(value: Any) -> tuple:
 
 
 def explorer_dims(cur: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (column, control name) pairs the curves explorer offers: data set, architecture, and each
-    condition that varies in ``cur``."""
-    dims = [("dataset", "data set"), ("student", "architecture")]
-    return dims + [(d, name) for d, name in CONDITIONS if _varies(cur, d)]
+    """The (column, control name) pairs the curves explorer offers: each of data set, architecture and the
+    conditions that varies in ``cur`` (a control with a single option would choose nothing); where both the
+    noise rate and the imbalance vary, one control of the data conditions that ran (``condition``), so that
+    no combination is offered that has no runs."""
+    dims = [(d, name) for d, name in (("dataset", "data set"), ("student", "architecture")) if _varies(cur, d)]
+    conditions = [(d, name) for d, name in CONDITIONS if _varies(cur, d)]
+    return dims + ([("condition", "data condition")] if len(conditions) == 2 else conditions)
 
 
 def _varies(cur: pd.DataFrame, col: str) -> bool:
@@ -168,7 +171,7 @@ def curves_views(sel: pd.DataFrame, runs: pd.DataFrame, metrics: Sequence[str], 
 
 
 def explorer(cur: pd.DataFrame, runs: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> Any:
-    """Dropdowns (data set, architecture, condition where it varies, metric) → the learning curves of every
+    """Dropdowns (data set, architecture and condition where they vary, metric) → the learning curves of every
     method in that setting (baseline dashed) and a table of their seeds, all precomputed (see the module
     docstring), so the explorer also responds in the static book."""
     import ipywidgets
@@ -177,6 +180,8 @@ def explorer(cur: pd.DataFrame, runs: pd.DataFrame, metrics: Sequence[str] = tup
     if cur.empty or not metrics:
         return ipywidgets.VBox([note("no learning curves to explore")])
     dims = explorer_dims(cur)
+    if ("condition", "data condition") in dims:
+        cur = cur.assign(condition=[condition_label(n, g) for n, g in zip(cur["noise"], cur["imbalance"], strict=True)])
     d = cur.assign(**{f"_{col}": [column_label(col, v) for v in cur[col]] for col, _ in dims})
     controls = [dropdown(choices(d, col), name) for col, name in dims]
     metric = dropdown([(METRICS.get(m, m), m) for m in metrics], "metric")
@@ -184,8 +189,8 @@ def explorer(cur: pd.DataFrame, runs: pd.DataFrame, metrics: Sequence[str] = tup
     def branch(sel: pd.DataFrame, level: int, names: tuple[str, ...]) -> Any:
         if sel.empty:
             return note(f"no runs for {' · '.join(names)}")
-        if level == len(dims):
-            return curves_views(sel, runs, metrics, " · ".join(names), metric)
+        if level == len(dims):  # names: the choices made; with nothing to choose, the one setting
+            return curves_views(sel, runs, metrics, " · ".join(names) or str(sel["setting"].iloc[0]), metric)
         col = dims[level][0]
         return switch(controls[level], [branch(sel[sel[f"_{col}"] == v], level + 1, (*names, v))
                                         for v in controls[level].options])
