@@ -1,13 +1,8 @@
-"""``kdnb bench``: the speed benchmark, which lives beside the package in the source checkout's ``benchmarks/``
-(with the conventional reference loop and the fused multi-seed prototype it measures), not in the package.
-
-``python -m kdnb.bench [options]`` runs ``benchmarks/bench.py``'s command line (``--help`` lists the options);
-with ``--profile VARIANT`` it runs ``benchmarks/kernel_profile.py``'s instead.
-"""
+"""``kdnb bench``: the speed benchmark of the source checkout's ``benchmarks/`` (not part of the package).
+``python -m kdnb.bench`` runs ``benchmarks/bench.py``'s command line; with ``--profile``, ``kernel_profile.py``'s."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import sys
 from pathlib import Path
