@@ -368,7 +368,8 @@ def test_every_figure_fits_the_text_column_in_readable_type():
             "grid": figures.curves_grid(cur), "seeds": figures.plot_seed_curves(cur, "hinton", "test_acc", "t"),
             "transfer": figures.plot_transfer(paper.transfer(), paper.transfer()),
             "bars": figures.plot_transfer_bars(long, "at"), "transfer_grid": figures.transfer_grid(long),
-            "claims": figures.plot_claims(claims), "class_gains": figures.plot_class_gains(groups)}
+            "claims": figures.plot_claims(claims), "class_gains": figures.plot_class_gains(groups),
+            "teacher_leads": figures.plot_teacher_leads(LEADS)}
     for name, fig in figs.items():
         assert _png_width(fig) <= COLUMN_PX, name
         assert _smallest_font(fig) >= 9, name  # 12 px at 96 dpi
@@ -492,3 +493,18 @@ def test_banner_carries_the_headline_numbers():
         "mini", "Of the paper's 4")
     assert pages.banner("paper", "x") == '<div class="kdnb-headline">x</div>'
 
+
+
+LEADS = pd.DataFrame({"dataset": ["cifar10", "cifar10", "cifar10"], "teacher": ["resnet26", "resnet26", "wrn40_2"],
+                      "student": ["resnet8", "resnet8", None], "configuration": ["clean", "σ = 0.4", "clean"],
+                      "lead": [5.9, 7.5, math.nan], "paper_lead": [6.19, math.nan, 2.0]})
+
+
+def test_teacher_leads_draws_kdnb_and_paper_leads_of_taught_teachers_only():
+    ax = figures.plot_teacher_leads(LEADS).axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows == ["ResNet-26 → ResNet-8, clean", "ResNet-26 → ResNet-8, σ = 0.4"]  # no student: no lead
+    widths = sorted(round(b.get_width(), 2) for b in ax.patches if b.get_height() > 0 and b.get_width() != 0)
+    assert widths == [5.9, 6.19, 7.5]  # the paper has no σ = 0.4 lead for this pair: no bar
+    empty = figures.plot_teacher_leads(LEADS.iloc[2:]).axes[0]
+    assert "no teacher has taught a student yet" in [t.get_text() for t in empty.texts]

@@ -303,6 +303,34 @@ def plot_seed_curves(sel: pd.DataFrame, method: str, metric: str, title: str) ->
 
 
 # ---------------------------------------------------------------------------------------------
+# Teachers (Table II)
+
+
+@styled
+def plot_teacher_leads(leads: pd.DataFrame) -> Figure:
+    """Each teacher's lead over the baseline of the students it teaches (``pages.teacher_leads``), in points:
+    kdnb's (same data and regime) beside the paper's (its Table II teacher − its baseline of that student).
+    Leads, not accuracies: a reduced regime's accuracies are not the paper's, a teacher's lead is comparable."""
+    d = leads.dropna(subset=["lead"])
+    several = d["dataset"].nunique() > 1
+    d = d.assign(row=[f"{label(t)} → {label(s)}, {c}" + (f" ({label(ds)})" if several else "") for t, s, c, ds in
+                      zip(d["teacher"], d["student"], d["configuration"], d["dataset"], strict=True)])
+    long = pd.concat([d.assign(source="kdnb", value=d["lead"]), d.assign(source="paper", value=d["paper_lead"])])
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.35 * max(len(d), 2) + 1.2), layout="constrained")
+    if len(d):
+        sns.barplot(data=long.dropna(subset=["value"]), y="row", x="value", hue="source", hue_order=["kdnb", "paper"],
+                    palette=KDNB_PAPER, order=list(d["row"]), ax=ax)
+        sns.move_legend(ax, "lower right", title=None, frameon=True)
+        ax.axvline(0, color="#333", lw=0.8)
+    else:
+        ax.text(0.5, 0.5, "no teacher has taught a student yet", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("teacher − student baseline, final-epoch test accuracy (points)")
+    ax.set_ylabel("")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
 # Per-class accuracy under imbalance (Table VI)
 
 
