@@ -508,3 +508,12 @@ def test_teacher_leads_draws_kdnb_and_paper_leads_of_taught_teachers_only():
     assert widths == [5.9, 6.19, 7.5]  # the paper has no σ = 0.4 lead for this pair: no bar
     empty = figures.plot_teacher_leads(LEADS.iloc[2:]).axes[0]
     assert "no teacher has taught a student yet" in [t.get_text() for t in empty.texts]
+
+
+def test_teacher_leads_keeps_two_regimes_of_one_pair_apart():
+    two = LEADS.iloc[:1].assign(train_per_class=1000, epochs=60)
+    two = pd.concat([two, two.assign(epochs=32, lead=21.8)], ignore_index=True)
+    ax = figures.plot_teacher_leads(two).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ResNet-26 → ResNet-8, clean, 1,000/class · 60 ep",
+                                                           "ResNet-26 → ResNet-8, clean, 1,000/class · 32 ep"]
+    assert len(ax.lines) == 1  # the zero line only: a bar is one teacher, no interval across two

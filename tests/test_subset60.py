@@ -111,3 +111,15 @@ def test_weights_the_transfer_matrix_and_a_resume_need_are_committed():
             assert store.read_or_none(rid) is None, f"{f}: the run is finished; its checkpoint goes"
         else:
             assert f.endswith((".json", "model.pt")), f
+
+
+def test_the_findings_and_the_book_read_the_transfer_matrix_of_the_complete_seeds():
+    """While a later seed trains, the committed matrix of the complete seeds is the one the findings read."""
+    from kdnb.report import claims
+    from kdnb.report.book import complete_seeds
+
+    reg = claims.load_regime(ROOT, "subset60")
+    seeds = complete_seeds(PDIR / "transferability.yaml", ROOT)
+    assert seeds and seeds == _complete_seeds(_study(PDIR / "transferability.yaml"))[:len(seeds)]
+    assert reg.matrix is not None and reg.n_images == 1000
+    assert set(reg.matrix.columns) >= {"baseline", "hinton", "teacher"}

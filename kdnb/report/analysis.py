@@ -71,6 +71,12 @@ def balanced(imbalance: Any) -> bool:
     return imbalance is None or (isinstance(imbalance, float) and math.isnan(imbalance))
 
 
+def regime_label(per_class: Any, epochs: Any) -> str:
+    """``1,000/class · 32 ep``: a run's training regime, short."""
+    images = "all images" if per_class is None or pd.isna(per_class) else f"{int(per_class):,}/class"
+    return images + ("" if epochs is None or pd.isna(epochs) else f" · {int(epochs)} ep")
+
+
 def condition_label(noise: float, imbalance: Any, clean: str = "clean") -> str:
     """``σ = 0.4``, ``γ = 1``, both, or ``clean`` (Table II's "default configuration"): a run's data condition."""
     parts = ([f"σ = {noise:g}"] if noise else []) + ([] if balanced(imbalance) else [f"γ = {imbalance:g}"])

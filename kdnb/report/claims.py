@@ -725,8 +725,10 @@ def _stored_transfer(root: Path, pdir: Path, store: str | None) -> tuple[pd.Data
     from kdnb import store as store_mod
     from kdnb.study import Study, transfer_key, transfer_path, transfer_settings, transfer_sources
 
-    for g in load_grids(pdir, ["transferability"]):
-        g = dataclasses.replace(g, store=_abs(root, store or g.store))
+    grids = [dataclasses.replace(g, store=_abs(root, store or g.store)) for g in load_grids(pdir, ["transferability"])]
+    # the matrix of the most seeds stored: the grid's seeds, else the longest prefix of them (a store in progress
+    # holds the matrix of its complete seeds while the next seed trains)
+    for g in [dataclasses.replace(full, seeds=full.seeds[:k]) for full in grids for k in range(len(full.seeds), 0, -1)]:
         if not Path(g.store).is_dir():
             continue
         res = Study(g).results()

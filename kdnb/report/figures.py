@@ -30,6 +30,7 @@ from kdnb.report.analysis import (
     gains,
     label,
     model_order,
+    regime_label,
     sources_of,
 )
 
@@ -313,13 +314,16 @@ def plot_teacher_leads(leads: pd.DataFrame) -> Figure:
     Leads, not accuracies: a reduced regime's accuracies are not the paper's, a teacher's lead is comparable."""
     d = leads.dropna(subset=["lead"])
     several = d["dataset"].nunique() > 1
-    d = d.assign(row=[f"{label(t)} → {label(s)}, {c}" + (f" ({label(ds)})" if several else "") for t, s, c, ds in
-                      zip(d["teacher"], d["student"], d["configuration"], d["dataset"], strict=True)])
+    regimes = [regime_label(n, e) for n, e in zip(d.get("train_per_class", [None] * len(d)),  # two regimes: two rows
+                                             d.get("epochs", [None] * len(d)), strict=True)]
+    d = d.assign(row=[f"{label(t)} → {label(s)}, {c}" + (f" ({label(ds)})" if several else "") +
+                      (f", {r}" if len(set(regimes)) > 1 else "") for t, s, c, ds, r in
+                      zip(d["teacher"], d["student"], d["configuration"], d["dataset"], regimes, strict=True)])
     long = pd.concat([d.assign(source="kdnb", value=d["lead"]), d.assign(source="paper", value=d["paper_lead"])])
     fig, ax = plt.subplots(figsize=(WIDTH, 0.35 * max(len(d), 2) + 1.2), layout="constrained")
     if len(d):
         sns.barplot(data=long.dropna(subset=["value"]), y="row", x="value", hue="source", hue_order=["kdnb", "paper"],
-                    palette=KDNB_PAPER, order=list(d["row"]), ax=ax)
+                    palette=KDNB_PAPER, order=list(d["row"]), errorbar=None, ax=ax)  # a bar: one teacher
         sns.move_legend(ax, "lower right", title=None, frameon=True)
         ax.axvline(0, color="#333", lw=0.8)
     else:

@@ -19,6 +19,7 @@ from kdnb.report.analysis import (
     gains,
     label,
     minority_classes,
+    regime_label,
     wide,
 )
 
@@ -165,12 +166,6 @@ def style_class_groups(groups: pd.DataFrame, caption: str = "") -> Styler:
 # Table II
 
 
-def _regime(per_class: Any, epochs: Any) -> str:
-    """``1,000/class · 32 ep``: a teacher's training regime, short."""
-    images = "all images" if per_class is None or pd.isna(per_class) else f"{int(per_class):,}/class"
-    return images + ("" if epochs is None or pd.isna(epochs) else f" · {int(epochs)} ep")
-
-
 def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
     """Table II as the page shows it (``analysis.teacher_comparison``, with ``pages.teacher_leads``' columns where
     given): the regime and final-epoch accuracy of the seed used, its best epoch, the mean over seeds only where
@@ -182,7 +177,7 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
         "teacher": [(f"{label(d)} " if cmp["dataset"].nunique() > 1 else "") + label(t)  # one data set: in the caption
                     for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
         "data": cmp["configuration"],
-        "regime": [_regime(n, e) if pd.notna(a) else "" for n, e, a in
+        "regime": [regime_label(n, e) if pd.notna(a) else "" for n, e, a in
                    zip(cmp.get("train_per_class", [None] * len(cmp)), cmp.get("epochs", [None] * len(cmp)),
                        cmp["acc"], strict=True)],
         "final (%)": [NOT_RUN if pd.isna(n) or not n else f"{cell_text(m, s, n)}, no student yet" if pd.isna(v)
