@@ -279,7 +279,7 @@ class Study:
     # --- work -------------------------------------------------------------------------------
     def run(self, train: bool = True, progress: bool = True, retry_failed: bool = False,
             retrain_stale: bool = False, allow_emulated_bf16: bool = False, poll_s: float = 5.0) -> pd.DataFrame:
-        """Train every missing run (teachers first), then return the grid's results.
+        """Train every missing run (teachers first, students seed by seed), then return the grid's results.
 
         Several processes may run the same study on one store (workers on a node, a Slurm array):
         each run is trained by whichever process takes its lock first; the others go on with other
@@ -313,7 +313,7 @@ class Study:
             busy = 0  # runs that another process is training, or that wait for its teacher
             for cond in self.conditions:
                 busy += sum(locked(c) for cfgs in cond.teachers.values() for c in cfgs)
-                for c in cond.students:
+                for c in sorted(cond.students, key=lambda c: c.seed):  # seed-major: each seed a paired table
                     try:
                         r = self.resolved(cond, c)
                     except TeacherFailed as err:

@@ -104,6 +104,18 @@ def test_study_trains_teacher_then_students_and_loads_them(tmp_path):
     assert len(store_mod.load(tmp_path)) == 4
 
 
+
+def test_study_trains_seed_major_so_each_finished_seed_is_a_paired_table(tmp_path, monkeypatch):
+    import kdnb.train
+
+    order = []
+    monkeypatch.setattr(kdnb.train, "train_run", lambda cfg, *a, **k: order.append((cfg.method, cfg.seed)) or
+                        {"status": "done"})
+    params = Params(store=str(tmp_path), dataset="synthetic", students=["resnet8"], methods=["baseline", "dml"],
+                    seeds=[0, 1], epochs=1)
+    Study(params).run(progress=False)
+    assert order == [("baseline", 0), ("dml", 0), ("baseline", 1), ("dml", 1)]
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "cifar10_small.npz").exists(), reason="no CIFAR-10 .npz in KDNB_DATA")
 def test_resnet8_learns_real_cifar10(tmp_path):
