@@ -1,9 +1,9 @@
 """Run configuration: one flat record of everything that decides a run's result, validated up front.
 
 The run id is a hash of the fields that change the result (`RunConfig.identity`); device, compile,
-layout and evaluation-batch switches are recorded but not hashed, so a run is found again wherever
-it was trained. The method's part of the validation (its arguments, its defaults, its own checks)
-lives with the methods, in ``kdnb.methods.validate``.
+layout, teacher-logit cache and evaluation-batch switches are recorded but not hashed (they change
+results by float rounding at most), so a run is found again wherever it was trained. The method's
+part of the validation (its arguments, its defaults, its own checks) lives in ``kdnb.methods.validate``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class RunConfig:
     # Not part of the identity: how, not what, is computed.
     channels_last: bool = True  # 1.4x on the CPU (benchmarks/RESULTS.md); math unchanged
     compile: bool = False
+    teacher_cache: bool | None = None  # teacher logits read from a cache of every view; None: on CUDA where it fits
     eval_batch_size: int | None = None  # None: EVAL_BATCH of the device
     plugin: dict[str, str] | None = None  # file and sha256 of a plugin method (set by validation); None: built in
 
@@ -162,6 +163,8 @@ def validate(cfg: RunConfig) -> RunConfig:
            f"milestones {list(cfg.milestones)!r} must be fractions of the epochs in (0, 1)")
     _check(cfg.shortcut in SHORTCUTS, f"unknown shortcut {cfg.shortcut!r}; valid: {', '.join(SHORTCUTS)}")
     _check(cfg.precision in PRECISIONS, f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}")
+    _check(cfg.teacher_cache in (None, True, False) and not _number(cfg.teacher_cache),
+           f"teacher_cache {cfg.teacher_cache!r} must be true, false or null (on CUDA where it fits)")
     _check(cfg.eval_batch_size is None or _integer(cfg.eval_batch_size, 1),
            f"eval_batch_size {cfg.eval_batch_size!r} must be a positive integer or null")
     return methods.validate(cfg)
