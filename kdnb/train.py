@@ -81,12 +81,22 @@ def build_method(cfg: RunConfig, teacher: nn.Module | None, device: torch.device
     for m in method.modules():
         m.to(memory_format=layout(cfg))
         if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
-            m.compile()
+            m.compile(**compile_options(cfg, device))
     if device.type == "cuda":  # autotuned kernels: CUDA runs repeat to float rounding, not bit for bit (README)
         torch.backends.cudnn.benchmark = True
         # fp32 is the paper's precision: no TF32 in convolutions (on by default in cuDNN) or matmuls
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = cfg.precision != "fp32"
     return method
+
+
+def compile_options(cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """torch.compile's options. "reduce-overhead" captures each network's forward and backward as CUDA graphs, one
+    per input shape (dynamic=False): an epoch's last, smaller batch and the evaluation batches get graphs of their
+    own, since dropping or padding them would change what a run computes (protocol § Training)."""
+    if cfg.compile == "reduce-overhead" and device.type != "cuda":
+        raise ConfigError(f"compile 'reduce-overhead' captures CUDA graphs: it needs a CUDA device, not {device.type}; "
+                          "use compile: true")
+    return {"mode": "reduce-overhead", "dynamic": False} if cfg.compile == "reduce-overhead" else {}
 
 
 @torch.no_grad()
@@ -173,6 +183,8 @@ def train_step(method: Method, stage: Stage, epoch: int, optimizers: list[torch.
     """One batch as the loop trains it: the input in the run's layout, its cached teacher logits, the step, metrics."""
     x = x.contiguous(memory_format=layout(method.cfg))
     method.cached_logits = None if t_logits is None else (x, t_logits)
+    if method.cfg.compile == "reduce-overhead":  # a new step: the graphs' outputs of the last one may be reused
+        torch.compiler.cudagraph_mark_step_begin()
     terms, logits = method.step(x, y, stage, epoch, optimizers)
     if metrics is not None:
         metrics.add(terms, logits, y)
