@@ -9,10 +9,13 @@ the median over repeats of a block of steps after a warm-up. Evaluation passes a
   the method's step, metrics kept on the device), fp32. ``_cl``: channels_last; ``_bf16``: bf16 autocast
   (a hashed numerics switch, §7.6). ``kdnb_cl`` is what the paper profile trains: fp32, channels_last, TF32 off.
 - ``..._compile`` (G2): ``RunConfig.compile`` as train.py does it (student and teacher compiled in place, default
-  mode). ``..._compile_ro`` (G3): ``reduce-overhead`` mode (CUDA graphs) and the optimizer step compiled too,
-  which train.py does not do yet. Compile time is reported separately, and two real epochs are timed after the
-  warm-up (``epochs_s``): every batch, the last smaller one included, then evaluation in eval mode, each of which
-  compiles anew once.
+  mode). ``..._compile_ro`` (G3): ``compile: reduce-overhead``, train.py's CUDA-graph capture (one graph per
+  input shape; the optimizer step stays eager). Compile time is reported separately, and two real epochs are
+  timed after the warm-up (``epochs_s``): every batch, the last smaller one included, then evaluation in eval
+  mode, each of which is compiled (and captured) anew once.
+- ``..._cache`` (§7.8): train.py's teacher-logit cache: the teacher's logits on all 162 views of every training
+  image made once per pair at the first such variant's set-up (in its ``setup_s``), then looked up per batch
+  instead of a teacher forward.
 
 TF32 is process-global: each variant's set-up, warm-up, timed blocks and eval passes run under its own flags
 (``tf32_flags``), restored after, so no variant is timed under another's.
@@ -47,12 +50,12 @@ from kdnb.data import DataNotFound, DeviceData, Split, data_root, imbalance_coun
 from kdnb.methods import autocast
 from kdnb.models import build, canonical_name, family
 from kdnb.store import atomic_write_bytes, cpu_name, native_bf16
-from kdnb.train import Metrics, build_method, evaluate, layout, resolve_device, train_step
+from kdnb.train import Metrics, build_method, evaluate, layout, resolve_device, train_step, view_logits
 
 DEFAULT_PAIRS = ("resnet8:resnet26", "wrn16_2:wrn40_2")
 CPU_VARIANTS = ("conventional", "kdnb", "kdnb_cl", "kdnb_bf16_cl")
-CUDA_VARIANTS = ("conventional", "kdnb", "kdnb_cl", "kdnb_bf16_cl", "kdnb_bf16_cl_compile_ro", "kdnb_bf16_cl_compile",
-                 "fused1", "fused5", "fused10")
+CUDA_VARIANTS = ("conventional", "kdnb", "kdnb_cl", "kdnb_cl_cache", "kdnb_cl_compile_ro", "kdnb_cl_cache_compile_ro",
+                 "kdnb_bf16_cl", "kdnb_bf16_cl_compile_ro", "kdnb_bf16_cl_compile", "fused1", "fused5", "fused10")
 EPOCHS, TRAIN_IMAGES, TEST_IMAGES = 200, 50_000, 10_000
 
 # perf-notes §1: MFLOP per image, forward / forward+backward
@@ -185,6 +188,7 @@ class Pair:
         self.train = DeviceData(Split(arrays["x_train"], arrays["y_train"]), device)
         n = eval_images or len(arrays["y_test"])
         self.test = DeviceData(Split(arrays["x_test"][:n], arrays["y_test"][:n]), device, augment=False)
+        self.tables: dict[str, torch.Tensor] = {}  # teacher-logit caches by precision, shared by the variants
 
     def new_student(self, seed: int | None = None) -> torch.nn.Module:
         if seed is not None:  # another member of a fused group
@@ -225,41 +229,39 @@ def _setup_conventional(p: Pair, workers: int) -> Setup:
     return step, p.batch_size, p.timed(lambda: conventional.evaluate(student, loader, p.device)), None
 
 
-def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str | None) -> Setup:
+def _setup_kdnb(p: Pair, precision: str, channels_last: bool, compile_mode: str | None, cache: bool = False) -> Setup:
     """``kdnb.train``'s set-up and step on a Hinton run, its student given the pair's initial weights."""
     cfg = RunConfig.from_dict({"method": "hinton", "student": p.student, "teacher": p.teacher,
                                "batch_size": p.batch_size, "precision": precision, "channels_last": channels_last,
-                               "compile": compile_mode == "default"})
+                               "compile": {"default": True}.get(compile_mode, compile_mode or False),
+                               "teacher_cache": cache})
     # a teacher of its own: the set-up converts (and compiles) it in place
     method = build_method(cfg, copy.deepcopy(p.teacher_model), p.device)
     method.models["student"].load_state_dict(p.init)
-    if compile_mode == "reduce-overhead":  # beyond train.py: CUDA graphs, the optimizer step compiled too (§7.4)
-        for m in method.modules():
-            m.compile(mode=compile_mode)
+    if cache and precision not in p.tables:  # made once per pair and precision, as the store keeps it for a study
+        p.tables[precision] = view_logits(method, p.train, cfg.eval_batch(p.device.type)).flatten(0, 1)
+    table = p.tables.get(precision) if cache else None
     stage = method.stages()[0]
     opts = method.optimizers(stage)
-    if compile_mode == "reduce-overhead":
-        for opt in opts:
-            opt.step = _compile(opt.step, None)
     eval_model = method.models["student"]
     if compile_mode:  # the projection's eval pass runs eager (2-3 % of a run): no eval-mode compile in the budget
         eval_model = p.new_student().to(memory_format=layout(cfg))
     method.train()
     metrics = Metrics(p.device)
     gen = torch.Generator(p.device).manual_seed(cfg.seed_for("data"))
-    it = _endless(lambda: p.train.batches(stage.batch_size, gen), p.batch_size)
+    it = _endless(lambda: p.train.batches(stage.batch_size, gen, views=cache), p.batch_size)
 
     def step() -> None:
         with torch.profiler.record_function("data"):
-            x, y = next(it)
-        train_step(method, stage, 0, opts, x, y, metrics)
+            x, y, *views = next(it)
+        train_step(method, stage, 0, opts, x, y, metrics, table[views[0]] if views else None)
 
     def evaluate_once() -> None:
         evaluate({"student": eval_model}, p.test, cfg.eval_batch(p.device.type), method.autocast, layout(cfg))
 
     def epoch() -> None:  # as train.py runs one: every batch, the last smaller one too, then the trained model in eval
-        for x, y in p.train.batches(stage.batch_size, gen):
-            train_step(method, stage, 0, opts, x, y, metrics)
+        for x, y, *views in p.train.batches(stage.batch_size, gen, views=cache):
+            train_step(method, stage, 0, opts, x, y, metrics, table[views[0]] if views else None)
         evaluate(method.eval_models(), p.test, cfg.eval_batch(p.device.type), method.autocast, layout(cfg))
 
     return step, p.batch_size, p.timed(evaluate_once), epoch if compile_mode else None
@@ -297,7 +299,7 @@ def setup(p: Pair, variant: str, workers: int) -> Setup:
         n = int(variant[5:].split("_")[0])
         return _setup_fused(p, n, "bf16" if p.device.type == "cuda" else "fp32", mode)
     if variant.startswith("kdnb"):
-        return _setup_kdnb(p, "bf16" if "_bf16" in variant else "fp32", "_cl" in variant, mode)
+        return _setup_kdnb(p, "bf16" if "_bf16" in variant else "fp32", "_cl" in variant, mode, "_cache" in variant)
     raise ValueError(f"unknown variant {variant!r}")
 
 

@@ -15,15 +15,18 @@ ignored ``.gpu/``, which stays on a warm machine. Call 3 joins the parts, then t
 ``WORKERS`` processes share the grid below through the store's run locks, each taking the first run nobody
 holds, in order of value: the teacher-free ResNet-8 cells (baseline, ONE, DML, seeds 0-4; finished ones are
 skipped), then the ResNet-26 teachers (seeds 100-104), then the Hinton students (once every teacher seed is
-done, as the study chooses the best). Every run checkpoints after each epoch; at the deadline the workers are
-stopped (each loses at most the epoch under way), and the store's new and changed files are packed into
-``$OUT/paper.tar.gz`` (more volumes ``paper-2.tar.gz`` ... if over ``VOLUME_BYTES``), with ``$OUT/summary.json``
-(each run's state, epoch times, the code) and ``$OUT/plan.log``. Back on the host::
+done, as the study chooses the best; the first of them makes the teacher-logit table, 324 MB in the work store's
+``logits/``, which is never packed, while the others wait for it). Every run checkpoints after each epoch; at the
+deadline the workers are stopped (each loses at most the epoch under way), and the store's new and changed
+``runs/`` and ``stages/`` files are packed into ``$OUT/paper.tar.gz`` (more volumes ``paper-2.tar.gz`` ... if over
+``VOLUME_BYTES``), with ``$OUT/summary.json`` (each run's state, epoch times, the code) and ``$OUT/plan.log``.
+Back on the host::
 
     python -m benchmarks.device_plan unpack <files_at> results/paper     # then commit results/paper
 
 and the next loan resumes every unfinished run from its checkpoint (on any device: the data stream is drawn on
-the CPU). Call 4 times the training step (``kdnb bench``, ResNet-8 <- ResNet-26) into ``$OUT/bench.json``.
+the CPU). Call 4 times the training step (``kdnb bench``, ResNet-8 <- ResNet-26, ``BENCH_VARIANTS``) into
+``$OUT/bench.json``.
 ``--dry`` runs the same plan on the CPU (tests/test_gpu_script.py). A missing import stops with one line.
 """
 
@@ -53,6 +56,9 @@ STOP_S = 15  # from SIGTERM to the workers' exit (SIGKILL after)
 PACK_S = 30  # packing the store and writing the summary
 CALLS = {"1": 60, "2": 60, "3": 580}  # each call's timeout_s; call 4 (bench) only with what is left
 BENCH_S = 240
+# the paper configuration (fp32, channels_last) eager, with the teacher-logit cache, and with the cache and CUDA
+# graphs (every set-up runs before the first timed round: the cache's table is made once, two captures cost too much)
+BENCH_VARIANTS = ("conventional", "kdnb_cl", "kdnb_cl_cache", "kdnb_cl_cache_compile_ro", "kdnb_bf16_cl", "fused10")
 WORKERS = 6  # processes on one GPU: a ResNet-8 step is launch-bound, several processes keep the GPU busy
 VOLUME_BYTES = 15 * 2**20  # under the 16 MiB a returned file may have
 MAX_FILES, MAX_DEPTH = 8, 2
@@ -321,8 +327,8 @@ def call_bench(args: argparse.Namespace, out: Path) -> int:
     data = Path(args.work) / "data"
     env = dict(os.environ, **({"KDNB_DATA": str(data)} if (data / "cifar10.npz").is_file() else {}))
     cmd = [sys.executable, "-m", "kdnb.bench", "--json", "--device", args.device, "--pairs", "resnet8:resnet26",
-           "--variants", "conventional", "kdnb", "kdnb_cl", "kdnb_bf16_cl", "fused10", "kdnb_bf16_cl_compile_ro",
-           "--out", str(out / "bench.json")] + (args.bench_args.split() if args.bench_args else [])
+           "--variants", *BENCH_VARIANTS, "--out", str(out / "bench.json"),
+           *(args.bench_args.split() if args.bench_args else [])]
     try:
         proc = subprocess.run(cmd, env=env, cwd=ROOT, timeout=args.budget - 10, capture_output=True, text=True)
         say(out, f"bench exit {proc.returncode}: " + proc.stderr.strip()[-2000:])

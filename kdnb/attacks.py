@@ -18,13 +18,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from kdnb.store import atomic_torch_save
-
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
 
 
 @contextmanager
@@ -54,18 +50,9 @@ def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch
 # PGD (book/protocol.md § Transferability, TRADES semantics)
 
 
-def pgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    eps: float = 0.031,
-    step: float = 0.003,
-    steps: int = 20,
-    random_start: bool = True,
-    generator: torch.Generator | None = None,
-    clamp_init: bool = False,
-    batch_size: int | None = None,
-) -> Tensor:
+def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float = 0.031, step: float = 0.003, steps: int = 20,
+        random_start: bool = True, generator: torch.Generator | None = None, clamp_init: bool = False,
+        batch_size: int | None = None) -> Tensor:
     """Untargeted L∞ PGD on the true label; returns x' with x's dtype and device.
 
     x'_0 = x + U(−ε, ε) (not clipped to [0, 1] unless ``clamp_init``, the Madry/torchattacks variant);
@@ -116,15 +103,8 @@ def _rate(fooled: Tensor, joint: Tensor) -> float:
     return 100.0 * int((fooled & joint).sum()) / n if n else float("nan")
 
 
-def transfer_rate_from(
-    x_adv: Tensor,
-    target: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    source_correct: Tensor,
-    target_correct: Tensor | None = None,
-    batch_size: int | None = None,
-) -> float:
+def transfer_rate_from(x_adv: Tensor, target: nn.Module, x: Tensor, y: Tensor, source_correct: Tensor,
+                       target_correct: Tensor | None = None, batch_size: int | None = None) -> float:
     """Percent of ``x_adv`` (crafted on a source) that fool ``target``, over the clean images both the
     source (``source_correct``, bool per image) and the target classify correctly; NaN if there are none.
     ``target_correct`` may be passed to skip the clean forward pass on ``x``.
@@ -135,9 +115,8 @@ def transfer_rate_from(
     return _rate(fooled, source_correct.to(fooled.device) & target_correct)
 
 
-def transfer_rate(
-    source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, batch_size: int | None = None, **pgd_kwargs
-) -> float:
+def transfer_rate(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, batch_size: int | None = None,
+                  **pgd_kwargs) -> float:
     """Percent of PGD examples crafted on ``source`` that fool ``target``, over the test images both
     classify correctly (book/protocol.md § Transferability). Crafting on all of x and masking afterwards equals
     attacking only the jointly-correct images, since every example is attacked independently in eval mode.
@@ -202,15 +181,8 @@ def as_seeds(models: Mapping[str, nn.Module | Sequence[nn.Module]]) -> dict[str,
     return out
 
 
-def craft(
-    source: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    seed: int = 0,
-    batch_size: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    **pgd_kwargs,
-) -> tuple[Tensor, Tensor]:
+def craft(source: nn.Module, x: Tensor, y: Tensor, seed: int = 0, batch_size: int | None = None,
+          cache_dir: str | os.PathLike | None = None, **pgd_kwargs) -> tuple[Tensor, Tensor]:
     """PGD examples crafted on ``source`` (random start from a CPU generator seeded with ``seed``) and
     whether ``source`` classifies each clean image correctly.
 
@@ -238,28 +210,16 @@ def craft(
 def _matrix(rates: Mapping[tuple[str, str], Mapping], methods: list[str], teacher: bool) -> pd.DataFrame:
     """Cells as means over their seed pairs, with the mean column (method sources) and the mean row."""
     columns = methods + (["Teacher"] if teacher else [])
-    df = pd.DataFrame(
-        [[_mean(list(rates.get((t, s), {}).values())) for s in columns] for t in methods],
-        index=pd.Index(methods, name="target"),
-        columns=pd.Index(columns, name="source"),
-        dtype=float,
-    )
+    df = pd.DataFrame([[_mean(list(rates.get((t, s), {}).values())) for s in columns] for t in methods],
+                      index=pd.Index(methods, name="target"), columns=pd.Index(columns, name="source"), dtype=float)
     df.insert(len(methods), "mean", df[methods].mean(axis=1))
     df.loc["mean"] = df.mean(axis=0)
     return df
 
 
-def transfer_matrix(
-    models: Mapping[str, nn.Module | Sequence[nn.Module]],
-    x: Tensor,
-    y: Tensor,
-    teacher: nn.Module | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    batch_size: int = 1000,
-    progress: bool = True,
-    **pgd_kwargs,
-) -> pd.DataFrame:
+def transfer_matrix(models: Mapping[str, nn.Module | Sequence[nn.Module]], x: Tensor, y: Tensor,
+                    teacher: nn.Module | None = None, cache_dir: str | os.PathLike | None = None, seed: int = 0,
+                    batch_size: int = 1000, progress: bool = True, **pgd_kwargs) -> pd.DataFrame:
     """Transfer success rates (%) as in the paper's Fig. 1: index = target method, columns = source method.
 
     ``models`` maps a method name to its models, one per seed in seed order (a bare module is one
@@ -286,8 +246,7 @@ def transfer_matrix(
         os.makedirs(cache_dir, exist_ok=True)
     correct = {(m, j): predict(mod, x, batch_size) == y for m in methods for j, mod in enumerate(seeds[m])}
     rates: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
-    bar = tqdm(sources, desc="PGD sources", disable=not progress) if tqdm is not None else sources
-    for src, i, source in bar:
+    for src, i, source in tqdm(sources, desc="PGD sources", disable=not progress):
         x_adv, src_correct = craft(source, x, y, seed, batch_size, cache_dir, **pgd_kwargs)
         n_src = len(seeds[src]) if src is not None else 1
         for tgt in methods:
@@ -332,15 +291,8 @@ def bss_targets(t_logits: Tensor, generator: torch.Generator | None = None) -> T
     return classes.gather(1, pos[:, None]).squeeze(1)
 
 
-def bss_attack(
-    teacher: nn.Module,
-    x: Tensor,
-    target: Tensor,
-    steps: int = 10,
-    eta: float = 0.06,
-    lo: float | Tensor = 0.0,
-    hi: float | Tensor = 1.0,
-) -> Tensor:
+def bss_attack(teacher: nn.Module, x: Tensor, target: Tensor, steps: int = 10, eta: float = 0.06,
+               lo: float | Tensor = 0.0, hi: float | Tensor = 1.0) -> Tensor:
     """Move each sample from the teacher's class b = argmax f(x⁰) towards ``target`` (book/protocol.md § BSS).
 
     For a fixed number of steps, with active = [argmax f(x^j) = b]:

@@ -1,9 +1,9 @@
 """Run configuration: one flat record of everything that decides a run's result, validated up front.
 
 The run id is a hash of the fields that change the result (`RunConfig.identity`); device, compile,
-layout and evaluation-batch switches are recorded but not hashed, so a run is found again wherever
-it was trained. The method's part of the validation (its arguments, its defaults, its own checks)
-lives with the methods, in ``kdnb.methods.validate``.
+layout, teacher-logit cache and evaluation-batch switches are recorded but not hashed (they change
+results by float rounding at most), so a run is found again wherever it was trained. The method's
+part of the validation (its arguments, its defaults, its own checks) lives in ``kdnb.methods.validate``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from kdnb.data import DATASETS, NUM_CLASSES, DataSpec
 from kdnb.models import canonical_name, names
 from kdnb.store import config_hash
 
-__all__ = ["ConfigError", "RunConfig", "validate", "PRECISIONS", "SHORTCUTS", "EVAL_BATCH"]
+__all__ = ["ConfigError", "RunConfig", "validate", "PRECISIONS", "SHORTCUTS", "EVAL_BATCH", "COMPILE"]
 
 PRECISIONS = ("fp32", "bf16")  # fp32 is the paper's; bf16 autocast (protocol § Training)
 SHORTCUTS = ("A", "B")  # ResNet down-sampling shortcuts, B by default (protocol § Models)
+COMPILE = (False, True, "reduce-overhead")  # eager; torch.compile; and CUDA graphs (CUDA only; protocol § Training)
 # Test batch when eval_batch_size is None. The CPU is cache-bound: at 1000 images the activations
 # leave the cache and evaluation ran at 0.5-0.8x of batches of 128 (benchmarks/RESULTS.md); a GPU is
 # launch-bound and wants few, large batches. Evaluation mode makes accuracy independent of it.
@@ -55,7 +56,8 @@ class RunConfig:
     precision: str = "fp32"
     # Not part of the identity: how, not what, is computed.
     channels_last: bool = True  # 1.4x on the CPU (benchmarks/RESULTS.md); math unchanged
-    compile: bool = False
+    compile: bool | str = False  # one of COMPILE
+    teacher_cache: bool | None = None  # teacher logits read from a cache of every view; None: on CUDA where it fits
     eval_batch_size: int | None = None  # None: EVAL_BATCH of the device
     plugin: dict[str, str] | None = None  # file and sha256 of a plugin method (set by validation); None: built in
 
@@ -162,6 +164,10 @@ def validate(cfg: RunConfig) -> RunConfig:
            f"milestones {list(cfg.milestones)!r} must be fractions of the epochs in (0, 1)")
     _check(cfg.shortcut in SHORTCUTS, f"unknown shortcut {cfg.shortcut!r}; valid: {', '.join(SHORTCUTS)}")
     _check(cfg.precision in PRECISIONS, f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}")
+    _check(cfg.compile in COMPILE and not _number(cfg.compile),
+           f"compile {cfg.compile!r} must be false, true or reduce-overhead (CUDA graphs)")
+    _check(cfg.teacher_cache in (None, True, False) and not _number(cfg.teacher_cache),
+           f"teacher_cache {cfg.teacher_cache!r} must be true, false or null (on CUDA where it fits)")
     _check(cfg.eval_batch_size is None or _integer(cfg.eval_batch_size, 1),
            f"eval_batch_size {cfg.eval_batch_size!r} must be a positive integer or null")
     return methods.validate(cfg)

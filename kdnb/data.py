@@ -19,6 +19,7 @@ import torch
 DATASETS = ("cifar10", "cifar100", "synthetic")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 PAD = 4  # reflect padding of the paper's augmentation (paper §III; protocol § Data)
+VIEWS = (2 * PAD + 1) ** 2 * 2  # an image's augmented views: 9 x 9 crop offsets x 2 flips
 NOISE_SEED = 12345  # one noise draw for the teacher and every student seed (protocol § Label noise)
 N_MAX, N_MIN = 5000, 250  # largest and smallest class of the imbalanced sets (protocol § Class imbalance)
 
@@ -123,14 +124,10 @@ def _torchvision_arrays(dataset: str, root: Path, download: bool) -> dict[str, n
         tr = cls(str(root), train=True, download=download)
         te = cls(str(root), train=False, download=download)
     except Exception as err:  # torchvision raises RuntimeError or URLError depending on the failure
-        raise DataNotFound(
-            f"{dataset} not found in {root} and could not be downloaded ({type(err).__name__}); "
-            f"set KDNB_DATA or data_root to a folder holding {dataset}.npz or torchvision's files"
-        ) from None
-    return {
-        "x_train": np.asarray(tr.data), "y_train": np.asarray(tr.targets, dtype=np.int64),
-        "x_test": np.asarray(te.data), "y_test": np.asarray(te.targets, dtype=np.int64),
-    }
+        raise DataNotFound(f"{dataset} not found in {root} and could not be downloaded ({type(err).__name__}); set "
+                           f"KDNB_DATA or data_root to a folder holding {dataset}.npz or torchvision's files") from None
+    return {"x_train": np.asarray(tr.data), "y_train": np.asarray(tr.targets, dtype=np.int64),
+            "x_test": np.asarray(te.data), "y_test": np.asarray(te.targets, dtype=np.int64)}
 
 
 def synthetic_arrays(num_classes: int = 10, n_train: int = 50, n_test: int = 20, seed: int = 0) -> dict:
@@ -255,10 +252,11 @@ class DeviceData:
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None,
-                shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Order, crops and flips drawn where the generator is (training's: the CPU, the same on every device;
-        protocol § Seeds), all at once in the calls batch by batch would make, then sent in one copy."""
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
+                views: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Order, crops and flips drawn where the generator is (training's: the CPU, the same on every device; protocol
+        § Seeds), all at once in the calls batch by batch would make, then sent in one copy; with ``views``, each
+        batch also carries its images' views, ``image * VIEWS + view_index`` (augmented batches only)."""
         n, on = len(self.y), generator.device if generator is not None else self.device
         order = (torch.randperm(n, generator=generator, device=on) if shuffle else torch.arange(n)).to(self.device)
         starts = range(0, n, batch_size)  # no drop_last: the remainder is a smaller batch
@@ -271,4 +269,17 @@ class DeviceData:
         for s in starts:
             idx, e = order[s:s + batch_size], s + batch_size
             x = crop_flip(self.padded[idx], off[0, s:e], off[1, s:e], flip[s:e]) if augment else self.x[idx]
-            yield to_float(x), self.y[idx]
+            batch = to_float(x), self.y[idx]
+            yield (*batch, idx * VIEWS + view_index(off[0, s:e], off[1, s:e], flip[s:e])) if views else batch
+
+    def all_views(self, idx: torch.Tensor) -> torch.Tensor:
+        """Every view of the images ``idx`` as the model sees it, (len(idx) * VIEWS, C, 32, 32) image by image,
+        each image's views in ``view_index`` order."""
+        v = torch.arange(VIEWS, device=self.device).repeat(len(idx))
+        dy, dx = v // 2 // (2 * PAD + 1), v // 2 % (2 * PAD + 1)  # the inverse of view_index
+        return to_float(crop_flip(self.padded[idx.repeat_interleave(VIEWS)], dy, dx, v % 2 == 1))
+
+
+def view_index(dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Index in [0, VIEWS) of the view cropped at offsets (dy, dx), mirrored where flip."""
+    return (dy * (2 * PAD + 1) + dx) * 2 + flip.long()

@@ -19,21 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "attention",
-    "bss_weights",
-    "fitnet",
-    "fsp",
-    "fsp_matrix",
-    "hinton_kd",
-    "mutual",
-    "one",
-    "one_rampup",
-    "rkd_angle",
-    "rkd_distance",
-    "similarity_preserving",
-    "soft_cross_entropy",
-]
+__all__ = ["attention", "bss_weights", "fitnet", "fsp", "fsp_matrix", "hinton_kd", "mutual", "one", "one_rampup",
+           "rkd_angle", "rkd_distance", "similarity_preserving", "soft_cross_entropy"]
 
 _EPS = 1e-12  # the clamp of norms and squared distances (protocol § AT, § SP, § RKD)
 
@@ -97,14 +84,8 @@ def bss_weights(epoch: int, epochs: int) -> tuple[float, float]:
     return float(alpha), float(beta)
 
 
-def one(
-    branch_logits: Tensor | Sequence[Tensor],
-    gate: Tensor,
-    targets: Tensor,
-    T: float = 3.0,
-    consistency_weight: float = 1.0,
-    target_eps: float = 0.0,
-) -> Tensor:
+def one(branch_logits: Tensor | Sequence[Tensor], gate: Tensor, targets: Tensor, T: float = 3.0,
+        consistency_weight: float = 1.0, target_eps: float = 0.0) -> Tensor:
     """ONE loss (protocol § ONE):
     Σ_i CE(z_i, y) + CE(z_e, y) + w · T² · Σ_i KL(p_e^T ‖ p_i^T),  z_e = Σ_i gate_i · z_i.
 
@@ -169,11 +150,8 @@ def fsp_matrix(f_in: Tensor, f_out: Tensor) -> Tensor:
     return torch.bmm(f_in.flatten(2), f_out.flatten(2).transpose(1, 2)) / (h * w)
 
 
-def fsp(
-    s_pairs: Sequence[tuple[Tensor, Tensor]],
-    t_pairs: Sequence[tuple[Tensor, Tensor]],
-    weights: Sequence[float] = (1, 3, 1),
-) -> Tensor:
+def fsp(s_pairs: Sequence[tuple[Tensor, Tensor]], t_pairs: Sequence[tuple[Tensor, Tensor]],
+        weights: Sequence[float] = (1, 3, 1)) -> Tensor:
     """FSP stage-1 loss (protocol § FSP): Σ_i W_i · mean_{b,c1,c2} (G_i^S − G_i^T)², where each
     pair is (block input, block output) and G = fsp_matrix. Default W = (1, 3, 1)."""
     terms = []

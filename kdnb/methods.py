@@ -131,6 +131,8 @@ class Method:
 
     name: ClassVar[str] = ""
     uses_teacher: ClassVar[bool] = False
+    # its teacher's logits on the batch come from teacher_logits, which the loop may serve from a cache (kdnb.train)
+    teacher_logit_cache: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     plugin: ClassVar[dict[str, str] | None] = None  # a plugin's file and sha256 (load_plugin); None: built in
 
@@ -138,6 +140,7 @@ class Method:
         self.cfg = cfg
         self.args = dict(cfg.method_args)
         self.teacher = teacher  # eval mode, frozen; not part of the checkpoint
+        self.cached_logits: tuple[Tensor, Tensor] | None = None  # (batch, its teacher logits), set by the loop
         self.models = nn.ModuleDict(self.build_models())
         self.generator = torch.Generator().manual_seed(cfg.seed_for("method"))  # protocol § Seeds
         self.autocast = autocast(cfg.precision, "cpu")
@@ -217,6 +220,10 @@ class Method:
     def teacher_forward(self, x: Tensor, features: bool = False) -> Any:
         return self.teacher(x, features=features)
 
+    def teacher_logits(self, x: Tensor) -> Tensor:
+        """The teacher's logits on ``x``: those the loop cached if ``x`` is the batch it gave, else a forward."""
+        return c[1] if (c := self.cached_logits) is not None and c[0] is x else self.teacher_forward(x)
+
     @torch.no_grad()
     def teacher_taps(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
         return self.teacher.forward_intermediates(x, taps)
@@ -240,12 +247,12 @@ class Hinton(Method):
     """(1 − α)·CE + α·T²·KL(p_t^T ‖ p_s^T) (protocol § Hinton)."""
 
     name = "hinton"
-    uses_teacher = True
+    uses_teacher = teacher_logit_cache = True
     defaults = {"alpha": 0.9, "T": 4.0}  # paper Table I
 
     def loss(self, x, y, stage, epoch):
         logits = self.models["student"](x)
-        t_logits = self.teacher_forward(x)
+        t_logits = self.teacher_logits(x)
         a, T = self.args["alpha"], self.args["T"]
         return {"ce": (1 - a) * F.cross_entropy(logits, y), "kd": a * losses.hinton_kd(logits, t_logits, T)}, logits
 
@@ -340,8 +347,7 @@ class BSS(Method):
         "bss_recipe": "official_200",  # or "standard", the standard scheme (protocol § BSS)
         # official_200 at the paper's scale: lr 0.1, ×0.1 at epochs 100 and 150 (0-indexed 99, 149), wd 1e-4,
         # batch 256 (protocol § BSS)
-        "epochs": 200, "lr": 0.1, "milestones": (99, 149), "lr_decay": 0.1, "weight_decay": 1e-4, "batch_size": 256,
-    }
+        "epochs": 200, "lr": 0.1, "milestones": (99, 149), "lr_decay": 0.1, "weight_decay": 1e-4, "batch_size": 256}
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -381,8 +387,7 @@ class _TwoStage(Hinton):
         **Hinton.defaults,  # stage 2 (paper Table I)
         # stage 1 at the paper's scale: 100 epochs, lr 1e-3 ×0.1 at 60 and 80, wd 5e-4 (protocol § FitNet)
         "stage1_epochs": 100, "stage1_lr": 1e-3, "stage1_milestones": (60, 80), "stage1_lr_decay": 0.1,
-        "stage1_weight_decay": 5e-4,
-    }
+        "stage1_weight_decay": 5e-4}
 
     def stages(self) -> list[Stage]:
         return [_recipe(self.cfg, self.args, self.stage1, "stage1_"), *super().stages()]
@@ -422,12 +427,10 @@ class FitNet(_TwoStage):
 
     name = "fitnet"
     stage1 = "hint"
-    defaults = {
-        **_TwoStage.defaults,
-        "hint_layer": "block2",  # paper Table I, W = [0, 1, 0]
-        "regressor": "auto",  # identity when (C, H, W) match, else a conv by the FitNets rule; or "conv"
-        "fitnet_reduction": "mean",  # or "paper" = ½Σ over C·H·W, ResNets only (protocol § FitNet)
-    }
+    defaults = {**_TwoStage.defaults,
+                "hint_layer": "block2",  # paper Table I, W = [0, 1, 0]
+                "regressor": "auto",  # identity when (C, H, W) match, else a conv by the FitNets rule; or "conv"
+                "fitnet_reduction": "mean"}  # or "paper" = ½Σ over C·H·W, ResNets only (protocol § FitNet)
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -471,11 +474,9 @@ class FSP(_TwoStage):
 
     name = "fsp"
     stage1 = "fsp_init"
-    defaults = {
-        **_TwoStage.defaults,
-        "pairs": (("stem", "block1"), ("block1", "block2"), ("block2", "block3")),  # protocol § FSP
-        "weights": (1.0, 3.0, 1.0),  # paper Table I
-    }
+    defaults = {**_TwoStage.defaults,
+                "pairs": (("stem", "block1"), ("block1", "block2"), ("block2", "block3")),  # protocol § FSP
+                "weights": (1.0, 3.0, 1.0)}  # paper Table I
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -603,8 +604,7 @@ class ONE(Method):
         "branches": 3, "T": 3.0,  # paper Table I ("as per paper"), T = 3
         "rampup": 80, "target_eps": 0.0,  # the official code's 80-epoch ramp (0 disables it); its 1e-7 is optional
         # the official recipe at the paper's scale: 300 epochs, lr 0.1 ÷10 at 150 and 225, wd 1e-4 (protocol § ONE)
-        "epochs": 300, "lr": 0.1, "milestones": (150, 225), "lr_decay": 0.1, "weight_decay": 1e-4, "batch_size": 128,
-    }
+        "epochs": 300, "lr": 0.1, "milestones": (150, 225), "lr_decay": 0.1, "weight_decay": 1e-4, "batch_size": 128}
 
     def build_models(self) -> dict[str, nn.Module]:
         c = self.cfg

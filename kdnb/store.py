@@ -96,8 +96,7 @@ DIFF_KEPT_BYTES = 64_000  # a diff up to this size is stored in the record itsel
 
 
 def _git(top: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(top), *args], capture_output=True, text=True, timeout=10,
-                          check=True).stdout
+    return subprocess.run(["git", "-C", str(top), *args], capture_output=True, text=True, timeout=10, check=True).stdout
 
 
 @functools.cache
@@ -267,9 +266,8 @@ class Store:
 
 
 def _row(rec: dict[str, Any]) -> dict[str, Any]:
-    cfg = rec.get("config", {})
-    data = cfg.get("data", {})
-    row = {
+    cfg, data = rec.get("config", {}), rec.get("config", {}).get("data", {})
+    return {
         "run_id": rec["run_id"], "dataset": data.get("dataset"), "student": cfg.get("student"),
         "teacher": cfg.get("teacher"), "method": cfg.get("method"), "seed": cfg.get("seed"),
         "noise": data.get("noise", 0.0), "imbalance": data.get("imbalance"), "epochs": cfg.get("epochs"),
@@ -280,16 +278,12 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "train_per_class": data.get("train_per_class"), "test_per_class": data.get("test_per_class"),
         "error": rec.get("error"), "class_acc": rec.get("class_acc"),  # per-class test accuracy (%), newer records
     }
-    return row
 
 
 def load(path: str | os.PathLike) -> pd.DataFrame:
     """One row per run record in the store at ``path`` (columns: COLUMNS and a few more)."""
-    rows = [_row(r) for r in Store(path).records() if r.get("kind", "run") == "run"]
-    df = pd.DataFrame(rows)
-    if df.empty:
-        df = pd.DataFrame(columns=[*COLUMNS, "status", "kind"])
-    return df
+    df = pd.DataFrame([_row(r) for r in Store(path).records() if r.get("kind", "run") == "run"])
+    return pd.DataFrame(columns=[*COLUMNS, "status", "kind"]) if df.empty else df
 
 
 def history(path: str | os.PathLike) -> pd.DataFrame:

@@ -574,8 +574,7 @@ def _submit(params: Params, cluster: str | None) -> int:
     except ImportError:
         raise ConfigError("executor 'slurm' needs submitit: pip install 'kdnb[slurm]'") from None
     executor = submitit.AutoExecutor(folder=str(Path(params.store) / "slurm" / "%j"), cluster=cluster)
-    executor.update_parameters(**{"timeout_min": 24 * 60, "slurm_array_parallelism": params.workers,
-                                  **params.slurm})
+    executor.update_parameters(**{"timeout_min": 24 * 60, "slurm_array_parallelism": params.workers, **params.slurm})
     as_dict = {**dataclasses.asdict(params), "executor": "local", "workers": 1}
     jobs = executor.map_array(_Worker(as_dict), list(range(params.workers)))
     log.info("submitted %d tasks: %s", len(jobs), ", ".join(j.job_id for j in jobs))

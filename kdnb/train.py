@@ -15,6 +15,7 @@ as a diverged run does. Nothing else reads it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import math
 import os
@@ -25,14 +26,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from kdnb import NUMERICS_REVISION
+from kdnb import NUMERICS_REVISION, ConfigError
 from kdnb import store as store_mod
 from kdnb.config import RunConfig
-from kdnb.data import DeviceData, make_splits
+from kdnb.data import VIEWS, DeviceData, make_splits
 from kdnb.methods import METHODS, Method, Stage, Terms, objectives
 from kdnb.models import build
-from kdnb.store import CorruptRecord, Store, atomic_torch_save, safe_torch_load
+from kdnb.store import CorruptRecord, Store, atomic_torch_save, config_hash, safe_torch_load
 
 log = logging.getLogger("kdnb")
 FAULT_ENV = "KDNB_FAULT_NAN"
@@ -40,8 +42,7 @@ FAULT_ENV = "KDNB_FAULT_NAN"
 
 def _fault_epoch(method: str) -> int | None:
     """The 1-based epoch from which ``KDNB_FAULT_NAN`` makes this method's loss NaN, if it names it."""
-    spec = os.environ.get(FAULT_ENV, "")
-    name, _, epoch = spec.partition("@")
+    name, _, epoch = os.environ.get(FAULT_ENV, "").partition("@")
     return (int(epoch) if epoch else 1) if name == method else None
 
 
@@ -53,8 +54,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def load_model(store: Store, run_id: str, device: torch.device) -> nn.Module:
     """The deployed network of a finished run, in eval mode with frozen parameters."""
-    rec = store.done(run_id)
-    if rec is None:
+    if (rec := store.done(run_id)) is None:
         raise FileNotFoundError(f"run {run_id} is not finished in store {store.root}")
     if not store.model_path(run_id).exists():
         raise FileNotFoundError(f"run {run_id} is finished but {store.model_path(run_id)} is absent (a records-only "
@@ -81,12 +81,37 @@ def build_method(cfg: RunConfig, teacher: nn.Module | None, device: torch.device
     for m in method.modules():
         m.to(memory_format=layout(cfg))
         if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
-            m.compile()
+            m.compile(**compile_options(cfg, device))
     if device.type == "cuda":  # autotuned kernels: CUDA runs repeat to float rounding, not bit for bit (README)
         torch.backends.cudnn.benchmark = True
         # fp32 is the paper's precision: no TF32 in convolutions (on by default in cuDNN) or matmuls
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = cfg.precision != "fp32"
     return method
+
+
+def compile_options(cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """torch.compile's options. "reduce-overhead" captures each network's forward and backward as CUDA graphs, one
+    per input shape (dynamic=False): an epoch's last, smaller batch and the evaluation batches get graphs of their
+    own, since dropping or padding them would change what a run computes (protocol § Training)."""
+    if cfg.compile == "reduce-overhead" and device.type != "cuda":
+        raise ConfigError(f"compile 'reduce-overhead' captures CUDA graphs: it needs a CUDA device, not {device.type}; "
+                          "use compile: true")
+    return {"mode": "reduce-overhead", "dynamic": False} if cfg.compile == "reduce-overhead" else {}
+
+
+@torch.no_grad()
+def view_logits(method: Method, data: DeviceData, batch_size: int) -> torch.Tensor:
+    """The teacher's logits on every view of every image, [images, VIEWS, classes], ``batch_size`` views at a time: the
+    teacher is frozen in eval mode, so they equal training's teacher forwards up to float rounding."""
+    n, per = len(data), max(1, batch_size // VIEWS)
+    for s in range(0, n, per):
+        x = data.all_views(torch.arange(s, min(s + per, n), device=data.device))
+        with method.autocast:
+            z = method.teacher_forward(x.contiguous(memory_format=layout(method.cfg))).unflatten(0, (-1, VIEWS))
+        if s == 0:
+            table = z.new_empty(n, *z.shape[1:])
+        table[s:s + per] = z
+    return table
 
 
 @torch.no_grad()
@@ -154,9 +179,12 @@ class Metrics:
 
 
 def train_step(method: Method, stage: Stage, epoch: int, optimizers: list[torch.optim.Optimizer], x: torch.Tensor,
-               y: torch.Tensor, metrics: Metrics | None = None) -> None:
-    """One batch as the loop trains it: the input in the run's layout, the method's step, the metrics."""
+               y: torch.Tensor, metrics: Metrics | None = None, t_logits: torch.Tensor | None = None) -> None:
+    """One batch as the loop trains it: the input in the run's layout, its cached teacher logits, the step, metrics."""
     x = x.contiguous(memory_format=layout(method.cfg))
+    method.cached_logits = None if t_logits is None else (x, t_logits)
+    if method.cfg.compile == "reduce-overhead":  # a new step: the graphs' outputs of the last one may be reused
+        torch.compiler.cudagraph_mark_step_begin()
     terms, logits = method.step(x, y, stage, epoch, optimizers)
     if metrics is not None:
         metrics.add(terms, logits, y)
@@ -215,6 +243,7 @@ class _Run:
     stages: list[Stage]
     budget: int | None  # epochs left in this call (None: all)
     fault: int | None  # the epoch from which the fault hook makes the loss NaN
+    logits: tuple[str, torch.Tensor] | None  # the teacher-logit cache's key and table [images * VIEWS, classes]
     started: float = field(default_factory=time.perf_counter)
     stage: int = 0  # where training resumes
     epoch: int = 0
@@ -238,7 +267,38 @@ def _setup(cfg: RunConfig, store: Store, device: torch.device, data_root: str | 
     method = build_method(cfg, teacher, device)
     train, test = DeviceData(train_split, device), DeviceData(test_split, device, augment=False)
     return _Run(cfg, store, device, method, train, test, _data_gen(cfg), method.stages(), budget,
-                _fault_epoch(cfg.method), started)
+                _fault_epoch(cfg.method), _teacher_logits(cfg, store, method, train), started)
+
+
+def _teacher_logits(cfg: RunConfig, store: Store, method: Method, data: DeviceData) -> tuple[str, torch.Tensor] | None:
+    """The key and table of the teacher-logit cache if the run uses it: on where ``teacher_cache`` says so, or (None)
+    on CUDA where it fits in half the free memory (protocol § Training). Made once and kept in the store for every
+    student of the teacher on the same data and precision; one process makes it while the others wait."""
+    on = data.device.type == "cuda" if cfg.teacher_cache is None else cfg.teacher_cache
+    if not (on and method.teacher_logit_cache):
+        return None
+    free = torch.cuda.mem_get_info(data.device)[0] if data.device.type == "cuda" else \
+        os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    shape = (len(data), VIEWS, cfg.num_classes)
+    if (need := math.prod(shape) * (2 if cfg.precision == "bf16" else torch.get_default_dtype().itemsize)) > free / 2:
+        msg = f"the teacher-logit cache needs {need / 2**20:.0f} MiB, over half the memory free on {data.device} " \
+              f"({free / 2**21:.0f} MiB); set teacher_cache: false"
+        if cfg.teacher_cache:
+            raise ConfigError(msg)
+        log.info("training without the teacher-logit cache: %s", msg)
+        return None
+    key = config_hash({"teacher_run": cfg.teacher_run, "data": cfg.identity()["data"], "precision": cfg.precision})
+    path = store.root / "logits" / f"{key}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = None
+        with contextlib.suppress(CorruptRecord):  # unreadable: made anew
+            table = safe_torch_load(path) if path.exists() else None
+        if table is None or table.shape != shape:
+            table = view_logits(method, data, cfg.eval_batch(data.device.type))
+            atomic_torch_save(table, path)
+    return key, table.to(data.device).flatten(0, 1)
 
 
 def _data_gen(cfg: RunConfig) -> torch.Generator:
@@ -280,6 +340,8 @@ def _resume(run: _Run) -> None:
             run.data_gen, run.stage, run.epoch, run.elapsed = _data_gen(run.cfg), 0, 0, 0.0
             run.history, run.opt_states, run.segments = [], None, []
     run.segments.append(_segment(run.device, run.stage, run.epoch))
+    if run.logits:  # how, not what: recorded where used, absent otherwise
+        run.segments[-1]["teacher_cache"] = run.logits[0]
 
 
 def _reuse(run: _Run, si: int) -> bool:
@@ -339,8 +401,9 @@ def _epoch(run: _Run, si: int, stage: Stage, optimizers: list[torch.optim.Optimi
             pg["lr"] = stage.lr_at(epoch)
     run.method.train()
     metrics = Metrics(run.device)
-    for x, y in run.train_data.batches(stage.batch_size, run.data_gen):
-        train_step(run.method, stage, epoch, optimizers, x, y, metrics)
+    table = run.logits[1] if run.logits else None
+    for x, y, *views in run.train_data.batches(stage.batch_size, run.data_gen, views=table is not None):
+        train_step(run.method, stage, epoch, optimizers, x, y, metrics, table[views[0]] if views else None)
     final = si == len(run.stages) - 1  # earlier stages train no classifier: nothing to evaluate
     run.accs = run.evaluate() if final else {}
     loss, correct, terms = metrics.read()
@@ -413,10 +476,6 @@ def _fail(run: _Run, reason: str) -> dict[str, Any]:
     return record
 
 
-def _progress(enabled: bool, stage: Stage, start: int, cfg: RunConfig):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
+def _progress(enabled: bool, stage: Stage, start: int, cfg: RunConfig) -> tqdm | None:
     return tqdm(total=stage.epochs, initial=start, unit="ep", leave=False,
-                desc=f"{cfg.method}/{cfg.student} s{cfg.seed} {stage.name} [{cfg.run_id[:8]}]")
+                desc=f"{cfg.method}/{cfg.student} s{cfg.seed} {stage.name} [{cfg.run_id[:8]}]") if enabled else None

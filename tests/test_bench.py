@@ -180,3 +180,25 @@ def test_the_cuda_bench_times_the_paper_configuration_and_real_compiled_epochs()
     finally:
         bench.train_step = real
     assert batches == [32, 32, 6]  # every batch of the epoch, the last smaller one included
+
+
+
+def test_the_cache_variant_trains_as_the_plain_one_and_the_device_plan_times_both(monkeypatch):
+    from benchmarks import device_plan
+
+    assert {"kdnb_cl", "kdnb_cl_cache", "kdnb_cl_cache_compile_ro"} <= set(device_plan.BENCH_VARIANTS)
+    assert set(device_plan.BENCH_VARIANTS) <= set(bench.CUDA_VARIANTS)
+    arrays = {"x_train": np.random.RandomState(0).randint(0, 256, (20, 32, 32, 3), np.uint8),
+              "y_train": np.arange(20) % 10, "x_test": np.zeros((10, 32, 32, 3), np.uint8), "y_test": np.arange(10)}
+    p = bench.Pair("resnet8:resnet8", torch.device("cpu"), arrays, batch_size=8)
+    methods, real = [], bench.build_method
+    monkeypatch.setattr(bench, "build_method", lambda *a: methods.append(real(*a)) or methods[-1])
+    for cache in (False, True):
+        step = bench._setup_kdnb(p, "fp32", True, None, cache)[0]
+        for _ in range(3):  # two full batches, then the next epoch's first (the smaller last batch is skipped)
+            step()
+    assert p.tables["fp32"].shape == (20 * 162, 10)
+    plain, cached = (m.models["student"].state_dict() for m in methods)
+    assert methods[0].cached_logits is None and methods[1].cached_logits is not None
+    for k in plain:  # the cached logits differ from a forward's by float rounding only
+        torch.testing.assert_close(plain[k], cached[k], rtol=1e-4, atol=1e-5)
