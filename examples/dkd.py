@@ -68,12 +68,12 @@ class DKD(Method):
     """CE + w(e)·(α·TCKD + β·NCKD) on the student's and the teacher's logits (Zhao et al., CVPR 2022)."""
 
     name = "dkd"
-    uses_teacher = True
+    uses_teacher = teacher_logit_cache = True  # it reads only the teacher's logits on the batch
     defaults = {"alpha": 1.0, "beta": 8.0, "T": 4.0, "warmup": 20}  # the authors' CIFAR values (mdistiller)
 
     def loss(self, x, y, stage, epoch):
         a = self.args
         logits = self.models["student"](x)
-        tckd, nckd = dkd_terms(logits, self.teacher_forward(x), y, a["T"])
+        tckd, nckd = dkd_terms(logits, self.teacher_logits(x), y, a["T"])
         w = warmup_weight(epoch, scaled_warmup(a["warmup"], self.cfg.epochs))
         return {"ce": F.cross_entropy(logits, y), "tckd": w * a["alpha"] * tckd, "nckd": w * a["beta"] * nckd}, logits

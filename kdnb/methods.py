@@ -146,11 +146,10 @@ class Method:
         self.autocast = autocast(cfg.precision, "cpu")
 
     def to(self, device: str | torch.device) -> Method:
-        """Move the models; the generator and autocast context start afresh on ``device`` (so move a
-        method before it trains)."""
+        """Move the models; the autocast context follows ``device``, the random stream stays on the CPU on every
+        device, so a run resumes on another (protocol § Seeds)."""
         device = torch.device(device)
         self.models.to(device)
-        self.generator = torch.Generator(device).manual_seed(self.cfg.seed_for("method"))
         self.autocast = autocast(self.cfg.precision, device.type)
         return self
 

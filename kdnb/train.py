@@ -77,7 +77,6 @@ def build_method(cfg: RunConfig, teacher: nn.Module | None, device: torch.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed_for("init"))
         method = METHODS[cfg.method](cfg, teacher).to(device)
-    method.generator = torch.Generator().manual_seed(cfg.seed_for("method"))  # on the CPU, as _data_gen's
     for m in method.modules():
         m.to(memory_format=layout(cfg))
         if cfg.compile:  # in place, so state_dict keys (checkpoints, model.pt) stay those of the eager model
