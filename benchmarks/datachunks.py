@@ -22,7 +22,7 @@ from typing import Any
 
 MIB = 2**20
 TREE_LIMIT = 64 * MIB  # what one call carries: the working tree and the carried paths
-CHUNK_BYTES = 45 * MIB  # leaves 19 MiB of each call for the tree (7 MiB at the time of writing)
+CHUNK_BYTES = 34 * MIB  # four parts; leaves 30 MiB of each call for the tree (20 MiB at the time of writing)
 MANIFEST = "manifest.json"
 
 

@@ -7,11 +7,12 @@ Limits (README § On a GPU or a cluster): 15 minutes of device time per session,
     call  command                                     carry                                       timeout_s
     1     python3 -m benchmarks.device_plan 1         .gpu/manifest.json .gpu/cifar10.npz.1        60
     2     python3 -m benchmarks.device_plan 2         .gpu/cifar10.npz.2                           60
-    3     python3 -m benchmarks.device_plan 3         .gpu/cifar10.npz.3                           580
-    4     python3 -m benchmarks.device_plan bench     (nothing; only with 4 minutes left)           240
+    3     python3 -m benchmarks.device_plan 3         .gpu/cifar10.npz.3                           60
+    4     python3 -m benchmarks.device_plan 4         .gpu/cifar10.npz.4                           580
+    5     python3 -m benchmarks.device_plan bench     (nothing; only with 4 minutes left)           240
 
-Calls 1 and 2 check the imports and park their part of ``cifar10.npz`` (``benchmarks/datachunks.py``) in the
-ignored ``.gpu/``, which stays on a warm machine. Call 3 joins the parts, then trains within ``BUDGET_S``:
+Calls 1-3 check the imports and park their part of ``cifar10.npz`` (``benchmarks/datachunks.py``) in the
+ignored ``.gpu/``, which stays on a warm machine. Call 4 joins the parts, then trains within ``BUDGET_S``:
 ``WORKERS`` processes share the grid below through the store's run locks, each taking the first run nobody
 holds, in order of value: the teacher-free ResNet-8 cells (baseline, ONE, DML, seeds 0-4; finished ones are
 skipped), then the ResNet-26 teachers (seeds 100-104), then the Hinton students (once every teacher seed is
@@ -25,7 +26,7 @@ Back on the host::
     python -m benchmarks.device_plan unpack <files_at> results/paper     # then commit results/paper
 
 and the next loan resumes every unfinished run from its checkpoint (on any device: the data stream is drawn on
-the CPU). Call 4 times the training step (``kdnb bench``, ResNet-8 <- ResNet-26, ``BENCH_VARIANTS``) into
+the CPU). Call 5 times the training step (``kdnb bench``, ResNet-8 <- ResNet-26, ``BENCH_VARIANTS``) into
 ``$OUT/bench.json``.
 ``--dry`` runs the same plan on the CPU (tests/test_gpu_script.py). A missing import stops with one line.
 """
@@ -51,10 +52,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEVICE_S = 900  # device time of one session, all calls and the machine's start together
 START_S = 120  # a machine's start (about a minute or two) and the transfers
 COMMAND_S = 600  # one command's limit
-BUDGET_S = 520  # what call 3 plans for: under the command's limit with room for start-up and a slow stop
+BUDGET_S = 520  # what the training call plans for: under the command's limit with room for start-up and a slow stop
 STOP_S = 15  # from SIGTERM to the workers' exit (SIGKILL after)
 PACK_S = 30  # packing the store and writing the summary
-CALLS = {"1": 60, "2": 60, "3": 580}  # each call's timeout_s; call 4 (bench) only with what is left
+CALLS = {"1": 60, "2": 60, "3": 60, "4": 580}  # each call's timeout_s; then bench only with what is left
+TRAIN_CALL = max(CALLS)  # the last: it carries the last part, joins them all and trains
 BENCH_S = 240
 # the paper configuration (fp32, channels_last) eager, with the teacher-logit cache, and with the cache and CUDA
 # graphs (every set-up runs before the first timed round: the cache's table is made once, two captures cost too much)
@@ -340,7 +342,7 @@ def call_bench(args: argparse.Namespace, out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     ap = argparse.ArgumentParser(prog="python -m benchmarks.device_plan", description=__doc__.split("\n\n")[0])
-    ap.add_argument("call", choices=["1", "2", "3", "bench", "worker", "unpack"])
+    ap.add_argument("call", choices=[*CALLS, "bench", "worker", "unpack"])
     ap.add_argument("dirs", nargs="*", help="unpack: FOLDER STORE")
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu-out"))
     ap.add_argument("--chunks", default=str(ROOT / ".gpu"))
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--committed", default=str(ROOT / "results" / "paper"))
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--workers", type=int, default=WORKERS)
-    ap.add_argument("--budget", type=float, help=f"seconds (call 3: {BUDGET_S}, bench: {BENCH_S})")
+    ap.add_argument("--budget", type=float, help=f"seconds (call {TRAIN_CALL}: {BUDGET_S}, bench: {BENCH_S})")
     ap.add_argument("--max-epochs", type=int, help="epochs per run and worker pass (dry runs)")
     ap.add_argument("--data", help="worker: the joined data folder")
     ap.add_argument("--bench-args", help="more options of kdnb bench")
@@ -377,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         say(out, stop)
         return 3
     try:
-        if a.call in ("1", "2"):
+        if a.call in CALLS and a.call != TRAIN_CALL:
             return call_part(a, out, int(a.call))
-        return call_train(a, out, start) if a.call == "3" else call_bench(a, out)
+        return call_train(a, out, start) if a.call == TRAIN_CALL else call_bench(a, out)
     except Exception as err:  # one line for the call's output; the traceback in the log
         say(out, f"stop: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         import traceback

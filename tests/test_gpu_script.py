@@ -57,8 +57,8 @@ def test_the_full_training_set_travels_in_parts_that_fit_a_call():
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
         if (ROOT / f).is_file())
     parts = -(-size // datachunks.CHUNK_BYTES)
-    assert parts == 3 and datachunks.CHUNK_BYTES + tree + 2**20 <= datachunks.TREE_LIMIT  # + manifest, margin
-    assert len([c for c in device_plan.CALLS if c != "3"]) == parts - 1  # each earlier call parks one part
+    assert parts == 4 and datachunks.CHUNK_BYTES + tree + 2**20 <= datachunks.TREE_LIMIT  # + manifest, margin
+    assert len([c for c in device_plan.CALLS if c != device_plan.TRAIN_CALL]) == parts - 1  # the others park one each
     assert ".gpu" in (ROOT / ".gitignore").read_text()
     ignored = subprocess.run(["git", "check-ignore", ".gpu/cifar10.npz.1"], cwd=ROOT, capture_output=True)
     assert ignored.returncode == 0  # data never goes into git
@@ -66,7 +66,7 @@ def test_the_full_training_set_travels_in_parts_that_fit_a_call():
 
 def test_the_calls_fit_the_device_limits():
     assert all(t <= device_plan.COMMAND_S for t in device_plan.CALLS.values())
-    assert device_plan.BUDGET_S <= 520 and device_plan.BUDGET_S + 45 <= device_plan.CALLS["3"]
+    assert device_plan.BUDGET_S <= 520 and device_plan.BUDGET_S + 45 <= device_plan.CALLS[device_plan.TRAIN_CALL]
     assert device_plan.START_S + sum(device_plan.CALLS.values()) <= device_plan.DEVICE_S
     start = 1000.0  # the workers stop early enough to stop and pack within the budget
     assert device_plan.deadline(start) + device_plan.STOP_S + device_plan.PACK_S == start + device_plan.BUDGET_S
@@ -117,7 +117,7 @@ def test_the_plan_runs_whole_in_dry_mode_and_its_packed_store_resumes(tmp_path, 
     params = _tiny_params(tmp_path)
     chunks, work, out = tmp_path / "chunks", tmp_path / "work", tmp_path / "out"
     src = _npz(tmp_path / "cifar10.npz")
-    datachunks.split(src, chunks, chunk_bytes=src.stat().st_size // 3 + 1)
+    datachunks.split(src, chunks, chunk_bytes=src.stat().st_size // 4 + 1)
     committed = tmp_path / "committed"  # a committed store with one finished cell: kept, not retrained
     p = device_plan.grid_params(params, committed, "cpu", str(tmp_path))
     order = device_plan.ordered(p)
@@ -125,7 +125,7 @@ def test_the_plan_runs_whole_in_dry_mode_and_its_packed_store_resumes(tmp_path, 
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))  # as here: the same sums
     common = ["--dry", "--chunks", str(chunks), "--work", str(work), "--params", str(params), "--committed",
               str(committed), "--out", str(out), "--max-epochs", "1"]
-    for call in ("1", "2", "3"):
+    for call in device_plan.CALLS:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.device_plan", call, *common], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
