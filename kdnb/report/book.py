@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from kdnb.report import paper
+from kdnb.report.grids import transfer_seeds
 from kdnb.report.pages import banner, with_provenance
 
 # notebook (book/<name>.ipynb) -> section (params/<profile>/<section>.yaml), in the order they are executed:
@@ -268,23 +269,8 @@ def complete_seeds(params_file: Path, root: Path) -> list[int]:
     per_seed = done[st["role"] == "student"].groupby(st["seed"]).all()
     seeds = [int(s) for s in study.params.seeds if per_seed.get(s, False)]
     if study.params.section == "transferability":
-        seeds = next((seeds[:k] for k in range(len(seeds), 0, -1) if _matrix_stored(study, seeds[:k])), [])
+        seeds = transfer_seeds(study.params, seeds)
     return seeds
-
-
-def _matrix_stored(study, seeds: list[int]) -> bool:
-    """Whether the store holds the transfer matrix of every student of ``study``'s grid on ``seeds``."""
-    import dataclasses
-
-    from kdnb.study import Study, transfer_key, transfer_path, transfer_settings, transfer_sources
-
-    p = dataclasses.replace(study.params, seeds=seeds)
-    runs = Study(p).results()
-    for student in p.students:
-        ids, teacher = transfer_sources(runs, student)
-        if not ids or not transfer_path(p.store, transfer_key(ids, teacher, transfer_settings(p), p)).is_file():
-            return False
-    return True
 
 
 def auto_params(root: Path, out: Path | None = None) -> dict[str, tuple[str, list[int]]]:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from kdnb.report import paper
 from kdnb.report.analysis import against_paper, balanced, condition_label, label, model_order, names, students, t975
-from kdnb.report.grids import load_grids, load_params_file, section_files
+from kdnb.report.grids import load_grids, load_params_file, section_files, stored_transfer_path, transfer_seeds
 
 # ---------------------------------------------------------------------------------------------
 # Cells, leaves, nodes
@@ -723,20 +723,16 @@ def _stored_transfer(root: Path, pdir: Path, store: str | None) -> tuple[pd.Data
     on: the attacked images × the fraction both models classify correctly (their accuracies' product, a
     lower estimate, as the record keeps the matrix only)."""
     from kdnb import store as store_mod
-    from kdnb.study import Study, transfer_key, transfer_path, transfer_settings, transfer_sources
+    from kdnb.study import Study
 
-    grids = [dataclasses.replace(g, store=_abs(root, store or g.store)) for g in load_grids(pdir, ["transferability"])]
-    # the matrix of the most seeds stored: the grid's seeds, else the longest prefix of them (a store in progress
-    # holds the matrix of its complete seeds while the next seed trains)
-    for g in [dataclasses.replace(full, seeds=full.seeds[:k]) for full in grids for k in range(len(full.seeds), 0, -1)]:
-        if not Path(g.store).is_dir():
+    for g in load_grids(pdir, ["transferability"]):
+        g = dataclasses.replace(g, store=_abs(root, store or g.store))
+        if not Path(g.store).is_dir() or not (seeds := transfer_seeds(g, g.seeds)):
             continue
+        g = dataclasses.replace(g, seeds=seeds)  # the matrix of the most seeds stored
         res = Study(g).results()
-        ids, teacher = transfer_sources(res, g.students[0])
-        path = transfer_path(g.store, transfer_key(ids, teacher, transfer_settings(g), g))
-        if not ids or not path.is_file():
-            continue
-        rec = json.loads(path.read_text())
+        rec = json.loads(stored_transfer_path(g, res, g.students[0]).read_text())
+        teacher = rec.get("teacher")
         m = rec["matrix"]
         mat = pd.DataFrame(m["data"], index=m["index"], columns=m["columns"], dtype=float)
         acc = students(res).groupby("method")["final_acc"].mean() / 100

@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from kdnb.methods import METHODS, load_plugin
-from kdnb.study import Params
+from kdnb.study import Params, Study, transfer_key, transfer_path, transfer_settings, transfer_sources
 
 PARAM_KEYS = tuple(f.name for f in dataclasses.fields(Params))
 
@@ -51,3 +52,21 @@ def section_files(params_dir: str | Path, section: str, companions_only: bool = 
     d = Path(params_dir)
     main = [d / f"{section}.yaml"] if (d / f"{section}.yaml").is_file() and not companions_only else []
     return main + sorted(d.glob(f"{section}_*.yaml"))
+
+
+def stored_transfer_path(p: Params, runs: pd.DataFrame, student: str) -> Path | None:
+    """The stored Fig. 1 record of ``student``'s finished runs in ``runs`` under ``p``'s settings, None if absent."""
+    ids, teacher = transfer_sources(runs, student)
+    path = transfer_path(p.store, transfer_key(ids, teacher, transfer_settings(p), p))
+    return path if ids and path.is_file() else None
+
+
+def transfer_seeds(p: Params, seeds: Sequence[int]) -> list[int]:
+    """The longest prefix of ``seeds`` whose transfer matrix the store holds for every student of ``p``'s grid (a
+    store in progress holds its complete seeds' matrix while the next seed trains); [] when none."""
+    for k in range(len(seeds), 0, -1):
+        q = dataclasses.replace(p, seeds=list(seeds[:k]))
+        runs = Study(q).results()
+        if all(stored_transfer_path(q, runs, s) for s in q.students):
+            return list(seeds[:k])
+    return []
