@@ -57,7 +57,12 @@ def test_every_record_belongs_to_the_profile_and_is_traceable():
         assert rid in ids, f"{rid}: not a run of params/subset60"
         assert r["status"] == "done", rid
         assert cfg["precision"] == "bf16" and cfg["epochs"] == 60, rid
-        assert cfg["data"]["train_per_class"] == 1000 and cfg["data"]["test_per_class"] is None, rid
+        data = cfg["data"]
+        if data["imbalance"] is None:  # the first 1,000 images per class, or the paper's imbalanced counts
+            assert data["train_per_class"] == 1000, rid
+        else:
+            assert (data["train_per_class"], data["imbalance_n_max"], data["imbalance_n_min"]) == (None, 5000, 250), rid
+        assert data["test_per_class"] is None, rid
         # made from a committed tree, with the CPU and the epochs of every stretch of training
         assert "dirty" not in r["code_version"], rid
         assert r["segments"] and all(s["cpu"] and s["code_version"] == r["code_version"] for s in r["segments"]), rid
