@@ -276,6 +276,9 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "precision": cfg.get("precision"), "code_version": rec.get("code_version"),
         "status": rec.get("status"), "kind": rec.get("kind", "run"), "teacher_run": cfg.get("teacher_run"),
         "train_per_class": data.get("train_per_class"), "test_per_class": data.get("test_per_class"),
+        # an imbalanced set's largest and smallest class (protocol § Class imbalance); None when balanced
+        **{k: data.get(k) if data.get("imbalance") is not None else None
+           for k in ("imbalance_n_max", "imbalance_n_min")},
         "error": rec.get("error"), "class_acc": rec.get("class_acc"),  # per-class test accuracy (%), newer records
     }
 

@@ -191,6 +191,18 @@ def _regime(runs: pd.DataFrame, profile: str = "mini") -> claims.Regime:
     return claims.Regime(profile, [grid], runs, runs, ev, sd, df, None)
 
 
+def test_a_finding_names_the_images_of_its_own_section():
+    """subset60's imbalance section trains on the paper's class sizes, its other sections on 1,000 per class."""
+    clean = _store({(m, "resnet8", 0.0, None): [50.0 + i, 51.0 + i] for i, m in enumerate(paper.METHODS)})
+    reg = _regime(clean, "subset60")
+    imb = Params(profile="subset60", section="imbalance", students=["resnet8"], teachers={"resnet8": "resnet26"},
+                 epochs=60, imbalance=[1.0], imbalance_n_max=5000, imbalance_n_min=250)
+    reg.grids.append(imb)
+    assert "class sizes 5,000 → 250" in reg.describe(section="imbalance")
+    assert "1,000 training images per class" in reg.describe(section="label_noise")
+    assert reg.describe(section="transferability") == reg.describe()  # no such grid: the first
+
+
 def test_the_most_faithful_store_that_holds_the_cells_answers():
     clean = _store({(m, "resnet8", 0.0, None): [50.0 + i, 51.0 + i + 0.1 * (i % 3)] for i, m in
                     enumerate(paper.METHODS)})
@@ -201,7 +213,7 @@ def test_the_most_faithful_store_that_holds_the_cells_answers():
     assert t.loc["A1-AT8", "source"] == "subset60" and t.loc["B-H", "source"] == "mini"  # σ = 0.4 only in mini
     assert t.loc["A1-AT8", "v_mini"] == t.loc["A1-AT8", "verdict"] == "disagrees"  # AT is above the baseline here
     assert "ResNet-8 ← ResNet-26 (paper: ResNet-8 ← ResNet-26)" in t.loc["A1-AT8", "on"]
-    assert "ResNet-8 ← ResNet-26 (paper: WRN-16-2 ← WRN-40-2); 8 epochs, 1,000 images per class" in \
+    assert "ResNet-8 ← ResNet-26 (paper: WRN-16-2 ← WRN-40-2); 8 epochs, 1,000 training images per class" in \
         t.loc["B-H", "on"]
     assert t.loc["A2-H", "verdict"] == "no data"
     html = tables.style_claims(t.reset_index()).to_html()

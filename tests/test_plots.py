@@ -275,6 +275,22 @@ def test_banner_and_params():
     assert "no_such_method" in pages.setting_text(p, dropped)
 
 
+def test_a_regime_names_an_imbalanced_set_by_its_class_sizes():
+    """An imbalanced set is named by its largest and smallest class, not by the cap of a subset it came from
+    (subset60's γ = 1 section uses the paper's 5,000 → 250 over the full set; mini's 1,000 → 50)."""
+    st = pd.DataFrame([dict(role="student", status="done", method="baseline", seed=0, epochs=60, train_per_class=tpc,
+                            imbalance=g, imbalance_n_max=hi, imbalance_n_min=lo)
+                       for tpc, g, hi, lo in [(None, 1.0, 5000, 250), (1000, None, None, None)]])
+    assert pages.regime(st.iloc[:1]) == "class sizes 5,000 → 250, 60 epochs, seed 0"
+    assert pages.regime(st.iloc[1:]) == "1,000 training images per class, 60 epochs, seed 0"
+    assert [analysis.regime_label(r) for r in st.to_dict("records")] == ["5,000→250/class · 60 ep",
+                                                                        "1,000/class · 60 ep"]
+    assert analysis.regime_label({"train_per_class": None, "epochs": None}) == "all images"
+    mini = Params(train_per_class=1000, imbalance=[None, 1.0], imbalance_n_max=1000, imbalance_n_min=50)
+    assert analysis.params_images_text(mini) == "class sizes 1,000 → 50"
+    assert analysis.params_images_text(Params(train_per_class=1000)) == "1,000 training images per class"
+
+
 def test_teacher_grids_have_the_teachers_run_ids(tmp_path):
     from kdnb.study import Study, teacher_grids
 

@@ -71,10 +71,35 @@ def balanced(imbalance: Any) -> bool:
     return imbalance is None or (isinstance(imbalance, float) and math.isnan(imbalance))
 
 
-def regime_label(per_class: Any, epochs: Any) -> str:
-    """``1,000/class · 32 ep``: a run's training regime, short."""
-    images = "all images" if per_class is None or pd.isna(per_class) else f"{int(per_class):,}/class"
-    return images + ("" if epochs is None or pd.isna(epochs) else f" · {int(epochs)} ep")
+def _given(v: Any) -> bool:
+    return v is not None and not pd.isna(v)
+
+
+def images_text(per_class: Any, imbalance: Any = None, n_max: Any = None, n_min: Any = None,
+                short: bool = False) -> str:
+    """The training images of a regime: ``class sizes 5,000 → 250`` (imbalanced), ``1,000 training images per
+    class`` (the first n of each class) or ``all training images``; ``short``: ``5,000→250/class``, ``1,000/class``,
+    ``all images``."""
+    if not balanced(imbalance) and _given(n_max) and _given(n_min):
+        return f"{int(n_max):,}→{int(n_min):,}/class" if short else f"class sizes {int(n_max):,} → {int(n_min):,}"
+    if not _given(per_class):
+        return "all images" if short else "all training images"
+    return f"{int(per_class):,}/class" if short else f"{int(per_class):,} training images per class"
+
+
+def params_images_text(p: Any) -> str:
+    """``images_text`` of a params file's grid (``kdnb.study.Params``): its imbalanced class sizes if it has a γ."""
+    gamma = next((g for g in p.imbalance if g is not None), None)
+    return images_text(p.train_per_class, gamma, p.imbalance_n_max, p.imbalance_n_min)
+
+
+def regime_label(row: Mapping[str, Any]) -> str:
+    """``1,000/class · 32 ep``: a run's training regime, short, from a row with ``train_per_class``, ``epochs`` and,
+    where they are, ``imbalance``, ``imbalance_n_max`` and ``imbalance_n_min``."""
+    images = images_text(row.get("train_per_class"), row.get("imbalance"), row.get("imbalance_n_max"),
+                         row.get("imbalance_n_min"), short=True)
+    epochs = row.get("epochs")
+    return images + (f" · {int(epochs)} ep" if _given(epochs) else "")
 
 
 def condition_label(noise: float, imbalance: Any, clean: str = "clean") -> str:
@@ -342,7 +367,8 @@ def teacher_table(truns: pd.DataFrame) -> pd.DataFrame:
     and epochs, where ``truns`` has them): the final and best-epoch accuracy of
     the seed that teaches the students (the row marked ``teaches``, chosen by the study; NaN when none is
     marked) and mean ± std over the teacher seeds."""
-    regime = [k for k in ("train_per_class", "epochs") if k in truns]  # teachers of two regimes stay apart
+    regime = [k for k in ("train_per_class", "imbalance_n_max", "imbalance_n_min", "epochs")
+              if k in truns]  # teachers of two regimes stay apart
     keys = ["dataset", "teacher", "noise", "imbalance", *regime]
     cols = [*keys, "acc", "best", "mean", "std", "n", "run_id"]
     if truns.empty:

@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from kdnb.report import paper
+from kdnb.report.analysis import params_images_text
 from kdnb.report.grids import transfer_seeds
 from kdnb.report.pages import banner, with_provenance
 
@@ -315,7 +316,7 @@ def auto_banner(chosen: dict[str, tuple[str, list[int]]], root: Path) -> str:
     items = []
     for section, (profile, seeds) in chosen.items():
         p = load_params_file(root / "params" / profile / f"{section}.yaml")[0]
-        images = f"{p.train_per_class:,} training images per class" if p.train_per_class else "all training images"
+        images = params_images_text(p)
         items.append(f'<a href="{pages[section]}.html">{section.replace("_", " ")}</a>: <code>{profile}</code> '
                      f"({images}, {p.epochs} epochs, seed{'' if len(seeds) == 1 else 's'} "
                      f"{', '.join(map(str, seeds))})")

@@ -32,7 +32,17 @@ import numpy as np
 import pandas as pd
 
 from kdnb.report import paper
-from kdnb.report.analysis import against_paper, balanced, condition_label, label, model_order, names, students, t975
+from kdnb.report.analysis import (
+    against_paper,
+    balanced,
+    condition_label,
+    label,
+    model_order,
+    names,
+    params_images_text,
+    students,
+    t975,
+)
 from kdnb.report.grids import load_grids, load_params_file, section_files, stored_transfer_path, transfer_seeds
 
 # ---------------------------------------------------------------------------------------------
@@ -668,14 +678,15 @@ class Regime:
     matrix: pd.DataFrame | None
     n_images: int = 0
 
-    def describe(self, paper_pair: str = "") -> str:
-        """``ResNet-8 ← ResNet-26 (paper: …); 60 epochs, 1,000 images per class, seeds 0–2``."""
+    def describe(self, paper_pair: str = "", section: str = "") -> str:
+        """``ResNet-8 ← ResNet-26 (paper: …); 60 epochs, 1,000 training images per class, seeds 0–2``, the
+        images of ``section``'s grid where the store has one (its first grid's otherwise)."""
         st = self.used if len(self.used) else self.runs
-        g = self.grids[0] if self.grids else None
+        g = next((g for g in self.grids if g.section == section), self.grids[0] if self.grids else None)
         archs = sorted(set(st["student"]), key=model_order) if len(st) else (g.students if g else [])
         pairs = ", ".join(f"{label(s)} ← {label(g.teacher_of(s))}" for s in archs) if g else "?"
         seeds = sorted({int(s) for s in st["seed"]}) if len(st) else []
-        images = f"{g.train_per_class:,} images per class" if g and g.train_per_class else "all 50,000 images"
+        images = params_images_text(g) if g else "?"
         return (f"{pairs}" + (f" (paper: {paper_pair})" if paper_pair else "")
                 + f"; {g.epochs if g else '?'} epochs, {images}, {g.precision if g else ''}, "
                 + (f"seeds {_span(seeds)}" if seeds else "no complete seed"))
@@ -816,12 +827,16 @@ def claims_table(regs: Sequence[Regime], findings: Sequence[Finding] = FINDINGS,
             r, res = chosen
             row.update(_side("", res, r.profile), verdict=verdict(res))
             paper_pair = _pairs_of(pr["cells"], _paper_teacher) if pr else ""
-            row["on"] = (f"{r.profile}: " + (f"Fig. 1 matrix, {r.n_images:,} attacked images, "
-                                            f"{r.describe()}" if row["transfer"] else
+            text = r.describe(section=SECTION_OF[f.id[0]])
+            row["on"] = (f"{r.profile}: " + (f"Fig. 1 matrix, {r.n_images:,} attacked images, {text}"
+                                            if row["transfer"] else
                                             f"{_pairs_of(res['cells'], r.grids[0].teacher_of)} (paper: "
-                                            f"{paper_pair}); {r.describe().split('; ', 1)[1]}"))
+                                            f"{paper_pair}); {text.split('; ', 1)[1]}"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+SECTION_OF = {"A": "generalization", "B": "label_noise", "C": "imbalance", "D": "transferability"}  # by finding id
 
 
 def _side(prefix: str, res: Mapping[str, Any] | None, source: str) -> dict[str, Any]:

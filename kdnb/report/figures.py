@@ -314,8 +314,7 @@ def plot_teacher_leads(leads: pd.DataFrame) -> Figure:
     Leads, not accuracies: a reduced regime's accuracies are not the paper's, a teacher's lead is comparable."""
     d = leads.dropna(subset=["lead"])
     several = d["dataset"].nunique() > 1
-    regimes = [regime_label(n, e) for n, e in zip(d.get("train_per_class", [None] * len(d)),  # two regimes: two rows
-                                             d.get("epochs", [None] * len(d)), strict=True)]
+    regimes = [regime_label(r) for r in d.to_dict("records")]  # two regimes: two rows
     d = d.assign(row=[f"{label(t)} → {label(s)}, {c}" + (f" ({label(ds)})" if several else "") +
                       (f", {r}" if len(set(regimes)) > 1 else "") for t, s, c, ds, r in
                       zip(d["teacher"], d["student"], d["configuration"], d["dataset"], regimes, strict=True)])

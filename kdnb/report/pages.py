@@ -25,6 +25,7 @@ from kdnb.report.analysis import (
     class_groups,
     column_label,
     gains,
+    images_text,
     label,
     minority_classes,
     model_order,
@@ -136,9 +137,9 @@ def regime(runs: pd.DataFrame) -> str:
     st = students(runs)
     if st.empty:
         return ""
-    per_class = sorted({int(n) for n in st["train_per_class"].dropna()}) if "train_per_class" in st else []
-    images = f"{'/'.join(f'{n:,}' for n in per_class)} training images per class" if per_class else \
-        "all training images"
+    images = " / ".join(dict.fromkeys(
+        images_text(r.get("train_per_class"), r.get("imbalance"), r.get("imbalance_n_max"), r.get("imbalance_n_min"))
+        for r in st.to_dict("records")))
     by_method = st.dropna(subset=["epochs"]).groupby("method")["epochs"].max().astype(int)
     text = images
     if len(by_method):
@@ -150,7 +151,8 @@ def regime(runs: pd.DataFrame) -> str:
 
 
 PAPER_REGIME = {"cifar10": "5,000 training images per class, 200 epochs, 5 seeds",
-                "cifar100": "500 training images per class, 200 epochs, 5 seeds"}
+                "cifar100": "500 training images per class, 200 epochs, 5 seeds",
+                "imbalance": "class sizes 5,000 → 250, 200 epochs, 5 seeds"}  # Table VI, CIFAR-10
 
 
 def section_grids(params_dir: str | Path, sections: Sequence[str], page: Params) -> list[Params]:

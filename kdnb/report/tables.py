@@ -177,9 +177,7 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
         "teacher": [(f"{label(d)} " if cmp["dataset"].nunique() > 1 else "") + label(t)  # one data set: in the caption
                     for d, t in zip(cmp["dataset"], cmp["teacher"], strict=True)],
         "data": cmp["configuration"],
-        "regime": [regime_label(n, e) if pd.notna(a) else "" for n, e, a in
-                   zip(cmp.get("train_per_class", [None] * len(cmp)), cmp.get("epochs", [None] * len(cmp)),
-                       cmp["acc"], strict=True)],
+        "regime": [regime_label(r) if pd.notna(r["acc"]) else "" for r in cmp.to_dict("records")],
         "final (%)": [NOT_RUN if pd.isna(n) or not n else f"{cell_text(m, s, n)}, no student yet" if pd.isna(v)
                       else f"{v:.2f}"
                       for v, m, s, n in zip(cmp["acc"], cmp["mean"], cmp["std"], cmp["n"], strict=True)],
