@@ -138,6 +138,14 @@ def test_teacher_gap_names_teacher_baseline_and_best_taught_student():
         "closes +4.00" in lines[0]
     assert "σ = 0.4**: teacher 55.50 %, baseline student 50.00 % (gap +5.50" in lines[1] and "closes -1.00" in lines[1]
     assert pages.teacher_gap(runs, "noise") == ""  # no teacher rows: nothing to say
+    teachers.loc[1, "final_acc"] = 48.5  # a student above its teacher is said to be so, not to close the gap
+    line = pages.teacher_gap(pd.concat([runs, teachers], ignore_index=True), "noise").splitlines()[-1]
+    assert "(gap -1.50 points)" in line and "Hinton (49.00 %), is -1.00 over the baseline and +0.50 over its own " \
+        "teacher" in line
+    teachers.loc[1, "final_acc"] = 49.5
+    runs.loc[(runs["noise"] == 0.4) & (runs["method"] == "hinton"), "final_acc"] = 52.0
+    line = pages.teacher_gap(pd.concat([runs, teachers], ignore_index=True), "noise").splitlines()[-1]
+    assert "is +2.00 over the baseline and +2.50 over its own teacher" in line
 
 
 def test_teacher_table_reports_the_seed_the_students_learn_from():
@@ -444,6 +452,16 @@ def test_gain_figure_draws_the_paired_interval_of_every_method():
     assert (round(at["lo"], 3), round(at["hi"], 3)) in spans and (4.0, 4.0) in spans  # AT's wide CI, Hinton's
 
 
+def test_one_seed_gains_are_not_said_to_have_an_interval():
+    one = analysis.paired_differences(RUNS[RUNS["seed"] == RUNS["seed"].min()])
+    fig = figures.plot_gains(one, analysis.paper_summary(paper.generalization("cifar10")), "student")
+    labels = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "kdnb: one seed, no interval" in labels and not any("CI" in t for t in labels), labels
+    fig = figures.plot_gains(analysis.paired_differences(RUNS), analysis.paper_summary(
+        paper.generalization("cifar10")), "student")
+    assert not any("one seed" in t.get_text() for lg in fig.legends for t in lg.get_texts())
+
+
 def _class_runs() -> pd.DataFrame:
     accs = {("baseline", 0): [90, 80, 70, 10, 20], ("baseline", 1): [92, 82, 72, 12, 18],
             ("hinton", 0): [90, 80, 70, 20, 30], ("hinton", 1): [92, 80, 72, 14, 26], ("at", 0): None}
@@ -524,6 +542,23 @@ def test_teacher_leads_draws_kdnb_and_paper_leads_of_taught_teachers_only():
     assert widths == [5.9, 6.19, 7.5]  # the paper has no σ = 0.4 lead for this pair: no bar
     empty = figures.plot_teacher_leads(LEADS.iloc[2:]).axes[0]
     assert "no teacher has taught a student yet" in [t.get_text() for t in empty.texts]
+
+
+def test_a_teacher_lead_the_paper_lacks_for_the_pair_is_set_beside_its_own_pair_in_that_condition():
+    """Under noise and imbalance the paper has one pair, WRN-40-2 → WRN-16-2 (Tables II, V, VI)."""
+    lead, pair = pages._paper_lead("cifar10", "resnet8", 0.4, None, math.nan)
+    assert pair == "WRN-40-2 → WRN-16-2" and lead == pytest.approx(66.34 - 64.47)
+    assert pages._paper_lead("cifar10", "resnet8", 0.0, 1.0, math.nan)[0] == pytest.approx(81.13 - 80.09)
+    assert pages._paper_lead("cifar10", "resnet8", 0.0, None, 93.83) == (pytest.approx(93.83 - 87.64), "")
+    assert math.isnan(pages._paper_lead("cifar10", "resnet8", 0.0, None, math.nan)[0])  # clean: no stand-in
+    leads = LEADS.assign(paper_lead=[6.19, lead, 2.0], paper_pair=["", pair, ""])
+    ax = figures.plot_teacher_leads(leads).axes[0]
+    row = [t.get_text() for t in ax.get_yticklabels()][1]
+    assert row == "ResNet-26 → ResNet-8, σ = 0.4\n(paper: WRN-40-2 → WRN-16-2)"
+    assert round(lead, 2) in {round(b.get_width(), 2) for b in ax.patches}
+    html = tables.style_teachers(leads.assign(n=1, acc=[80.0, 70.0, 90.0], mean=math.nan, std=math.nan, best=math.nan,
+                                              paper=[93.83, math.nan, 95.11])).to_html()
+    assert "+1.87 (WRN-40-2 → WRN-16-2)" in html
 
 
 def test_teacher_leads_keeps_two_regimes_of_one_pair_apart():

@@ -140,10 +140,13 @@ def plot_gains(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, title: s
         ours = paired[paired[column] == c].set_index("method").reindex(methods)
         theirs_gain = pg[pg[column] == c].set_index("method")["gain"].reindex(methods)
         resolved = ((ours["lo"] > 0) | (ours["hi"] < 0)).to_numpy()
-        ax.bar(x - 0.2, ours["mean"].where(resolved), 0.4, color=KDNB_PAPER[0],
-               label=f"{ours_label}: 95 % CI excludes 0")
-        ax.bar(x - 0.2, ours["mean"].where(~resolved), 0.4, color=KDNB_PAPER[0], alpha=0.35,
-               label=f"{ours_label}: 95 % CI includes 0")
+        has = ours["lo"].notna().to_numpy()
+        alone = ~has & ours["mean"].notna().to_numpy()  # one seed: no interval at all
+        pale = {"alpha": 0.35}
+        for show, style, what in ((resolved, {}, "95 % CI excludes 0"), (has & ~resolved, pale, "95 % CI includes 0"),
+                                  (alone, {**pale, "hatch": "///", "edgecolor": "white"}, "one seed, no interval")):
+            ax.bar(x - 0.2, ours["mean"].where(show), 0.4, color=KDNB_PAPER[0], **style,
+                   label=f"{ours_label}: {what}" if show.any() else "_")
         ax.errorbar(x - 0.2, ours["mean"], yerr=[ours["mean"] - ours["lo"], ours["hi"] - ours["mean"]], fmt="none",
                     ecolor="#222", elinewidth=1, capsize=2)
         ax.bar(x + 0.2, theirs_gain, 0.4, color=KDNB_PAPER[1], label=theirs_label)
@@ -177,7 +180,8 @@ def plot_gain_trend(paired: pd.DataFrame, theirs: pd.DataFrame, column: str, tit
         ax.axhline(0, color="#333", lw=0.8)
         ax.plot(p[column], p["gain"], "--", marker="s", ms=3, color="#999999", label=theirs_label)
         ax.errorbar(s[column], s["mean"], yerr=[s["mean"] - s["lo"], s["hi"] - s["mean"]], marker="o", ms=4,
-                    color=KDNB_PAPER[0], capsize=2, label=f"{ours_label}, 95 % CI")
+                    color=KDNB_PAPER[0], capsize=2,
+                    label=f"{ours_label}, 95 % CI" if paired["lo"].notna().any() else ours_label)
         ax.set_title(label(m))
     for ax in _lowest(axes, len(methods)):
         ax.set_xlabel("σ (noise rate)" if column == "noise" else "γ (imbalance ratio)")
@@ -310,14 +314,19 @@ def plot_seed_curves(sel: pd.DataFrame, method: str, metric: str, title: str) ->
 @styled
 def plot_teacher_leads(leads: pd.DataFrame) -> Figure:
     """Each teacher's lead over the baseline of the students it teaches (``pages.teacher_leads``), in points:
-    kdnb's (same data and regime) beside the paper's (its Table II teacher − its baseline of that student).
+    kdnb's (same data and regime) beside the paper's (its Table II teacher − its baseline of that student, or of its
+    own pair in that condition, named under the row).
     Leads, not accuracies: a reduced regime's accuracies are not the paper's, a teacher's lead is comparable."""
     d = leads.dropna(subset=["lead"])
     several = d["dataset"].nunique() > 1
     regimes = [regime_label(r) for r in d.to_dict("records")]  # two regimes: two rows
-    d = d.assign(row=[f"{label(t)} → {label(s)}, {c}" + (f" ({label(ds)})" if several else "") +
-                      (f", {r}" if len(set(regimes)) > 1 else "") for t, s, c, ds, r in
-                      zip(d["teacher"], d["student"], d["configuration"], d["dataset"], regimes, strict=True)])
+    pairs = d.get("paper_pair", pd.Series([""] * len(d), index=d.index)).fillna("")
+    rows = []
+    for t, s, c, ds, r, p in zip(d["teacher"], d["student"], d["configuration"], d["dataset"], regimes, pairs,
+                                 strict=True):
+        rows.append(f"{label(t)} → {label(s)}, {c}" + (f" ({label(ds)})" if several else "")
+                    + (f", {r}" if len(set(regimes)) > 1 else "") + (f"\n(paper: {p})" if p else ""))
+    d = d.assign(row=rows)
     long = pd.concat([d.assign(source="kdnb", value=d["lead"]), d.assign(source="paper", value=d["paper_lead"])])
     fig, ax = plt.subplots(figsize=(WIDTH, 0.35 * max(len(d), 2) + 1.2), layout="constrained")
     if len(d):

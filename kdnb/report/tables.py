@@ -190,7 +190,8 @@ def style_teachers(cmp: pd.DataFrame, caption: str = "") -> Styler:
         text["lead"] = cmp["lead"].map(_signed)
     text["paper (%)"] = cmp["paper"].map(lambda v: NOT_IN_PAPER if pd.isna(v) else f"{v:.2f}")
     if "paper_lead" in cmp:
-        text["paper lead"] = cmp["paper_lead"].map(_signed)
+        text["paper lead"] = [_signed(v) + (f" ({pair})" if pair and pd.notna(v) else "") for v, pair in
+                              zip(cmp["paper_lead"], cmp.get("paper_pair", [""] * len(cmp)), strict=True)]
     css = text.map(lambda t: CSS_NOT_RUN if t in (NOT_RUN, NOT_IN_PAPER) or t.endswith("no student yet") else "")
     if "lead" in cmp:
         css["lead"] = cmp["lead"].map(lambda v: CSS_WORSE if pd.notna(v) and v <= 0
