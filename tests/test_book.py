@@ -445,4 +445,5 @@ def test_auto_book_renders_a_partly_trained_subset60_beside_mini(tmp_path):
     assert "kdnb: 1,000 training images per class, 8 epochs (ONE 12), seed 0" in gen  # the gains' regime label
     assert "paper: 5,000 training images per class, 200 epochs, 5 seeds" in gen
     teachers = text("00-teachers")  # its own teacher from subset60, the other sections' from mini's store
-    assert "store `results/subset60`" in teachers and teachers.count("1,000/class · 32 ep") == 3
+    assert "store `results/subset60`" in teachers and teachers.count("1,000/class · 32 ep") == 2
+    assert teachers.count("1,000→50/class · 32 ep") == 1  # the γ = 1 teacher, named by its class sizes
