@@ -281,6 +281,9 @@ def test_banner_and_params():
     p, dropped = pages.params_from({"methods": ["baseline", "no_such_method"], "store": "x", "train": True})
     assert p.methods == ["baseline"] and dropped == ["no_such_method"]
     assert "no_such_method" in pages.setting_text(p, dropped)
+    several = pages.stores_banner(["subset60", "mini", "paper"], "64 findings")
+    assert "<code>subset60</code>, <code>mini</code>, <code>paper</code>" in several and "Mini profile" not in several
+    assert several.endswith("<br>64 findings</div>")
 
 
 def test_a_regime_names_an_imbalanced_set_by_its_class_sizes():

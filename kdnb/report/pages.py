@@ -75,6 +75,15 @@ def banner(profile: str, headline: str = "") -> str:
     return f'<div class="kdnb-banner">{text}' + (f"<br>{headline}" if headline else "") + "</div>"
 
 
+def stores_banner(profiles: Sequence[str], headline: str = "") -> str:
+    """``banner`` of a page that reads several committed stores (the findings), most faithful first."""
+    names = ", ".join(f"<code>{p}</code>" for p in profiles)
+    text = (f"Read from the committed stores {names}, each finding from the most faithful store that holds its "
+            "cells and named beside it; every store but <code>paper</code> is a reduced protocol: compare trends, "
+            "not values.")
+    return f'<div class="kdnb-banner">{text}' + (f"<br>{headline}" if headline else "") + "</div>"
+
+
 def banner_html(profile: str, headline: str = "") -> HTML:
     """``banner`` for a notebook's ``display``."""
     return HTML(banner(profile, headline))
