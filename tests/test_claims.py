@@ -201,6 +201,9 @@ def test_a_finding_names_the_images_of_its_own_section():
     assert "class sizes 5,000 → 250" in reg.describe(section="imbalance")
     assert "1,000 training images per class" in reg.describe(section="label_noise")
     assert reg.describe(section="transferability") == reg.describe()  # no such grid: the first
+    noisy = _store({(m, "resnet8", 0.4, None): [40.0 + i] for i, m in enumerate(paper.METHODS)})
+    t = claims.claims_table([_regime(pd.concat([clean, noisy], ignore_index=True), "subset60")]).set_index("id")
+    assert t.loc["B-H", "on"].endswith("fp32, seed 0") and t.loc["A1-AT8", "on"].endswith("seeds 0, 1")
 
 
 def test_the_most_faithful_store_that_holds_the_cells_answers():

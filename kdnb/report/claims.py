@@ -678,10 +678,14 @@ class Regime:
     matrix: pd.DataFrame | None
     n_images: int = 0
 
-    def describe(self, paper_pair: str = "", section: str = "") -> str:
+    def describe(self, paper_pair: str = "", section: str = "", cells: Sequence[Key] = ()) -> str:
         """``ResNet-8 ← ResNet-26 (paper: …); 60 epochs, 1,000 training images per class, seeds 0–2``, the
-        images of ``section``'s grid where the store has one (its first grid's otherwise)."""
+        images of ``section``'s grid where the store has one (its first grid's otherwise), the seeds of the
+        accuracy ``cells`` a finding read where given (a section may hold fewer complete seeds than another)."""
         st = self.used if len(self.used) else self.runs
+        read = {tuple(k[:4]) for k in cells if k[0] != "transfer"}
+        if read and len(st):
+            st = st[[cell(r.student, r.dataset, r.noise, r.imbalance) in read for r in st.itertuples(index=False)]]
         g = next((g for g in self.grids if g.section == section), self.grids[0] if self.grids else None)
         archs = sorted(set(st["student"]), key=model_order) if len(st) else (g.students if g else [])
         pairs = ", ".join(f"{label(s)} ← {label(g.teacher_of(s))}" for s in archs) if g else "?"
@@ -689,7 +693,7 @@ class Regime:
         images = params_images_text(g) if g else "?"
         return (f"{pairs}" + (f" (paper: {paper_pair})" if paper_pair else "")
                 + f"; {g.epochs if g else '?'} epochs, {images}, {g.precision if g else ''}, "
-                + (f"seeds {_span(seeds)}" if seeds else "no complete seed"))
+                + (f"seed{'s' if len(seeds) > 1 else ''} {_span(seeds)}" if seeds else "no complete seed"))
 
 
 def _span(seeds: Sequence[int]) -> str:
@@ -827,7 +831,7 @@ def claims_table(regs: Sequence[Regime], findings: Sequence[Finding] = FINDINGS,
             r, res = chosen
             row.update(_side("", res, r.profile), verdict=verdict(res))
             paper_pair = _pairs_of(pr["cells"], _paper_teacher) if pr else ""
-            text = r.describe(section=SECTION_OF[f.id[0]])
+            text = r.describe(section=SECTION_OF[f.id[0]], cells=res["cells"])
             row["on"] = (f"{r.profile}: " + (f"Fig. 1 matrix, {r.n_images:,} attacked images, {text}"
                                             if row["transfer"] else
                                             f"{_pairs_of(res['cells'], r.grids[0].teacher_of)} (paper: "
