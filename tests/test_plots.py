@@ -549,11 +549,11 @@ def test_teacher_leads_draws_kdnb_and_paper_leads_of_taught_teachers_only():
 
 def test_a_teacher_lead_the_paper_lacks_for_the_pair_is_set_beside_its_own_pair_in_that_condition():
     """Under noise and imbalance the paper has one pair, WRN-40-2 → WRN-16-2 (Tables II, V, VI)."""
-    lead, pair = pages._paper_lead("cifar10", "resnet8", 0.4, None, math.nan)
+    lead, pair = pages.paper_lead("cifar10", "resnet8", 0.4, None, math.nan)
     assert pair == "WRN-40-2 → WRN-16-2" and lead == pytest.approx(66.34 - 64.47)
-    assert pages._paper_lead("cifar10", "resnet8", 0.0, 1.0, math.nan)[0] == pytest.approx(81.13 - 80.09)
-    assert pages._paper_lead("cifar10", "resnet8", 0.0, None, 93.83) == (pytest.approx(93.83 - 87.64), "")
-    assert math.isnan(pages._paper_lead("cifar10", "resnet8", 0.0, None, math.nan)[0])  # clean: no stand-in
+    assert pages.paper_lead("cifar10", "resnet8", 0.0, 1.0, math.nan)[0] == pytest.approx(81.13 - 80.09)
+    assert pages.paper_lead("cifar10", "resnet8", 0.0, None, 93.83) == (pytest.approx(93.83 - 87.64), "")
+    assert math.isnan(pages.paper_lead("cifar10", "resnet8", 0.0, None, math.nan)[0])  # clean: no stand-in
     leads = LEADS.assign(paper_lead=[6.19, lead, 2.0], paper_pair=["", pair, ""])
     ax = figures.plot_teacher_leads(leads).axes[0]
     row = [t.get_text() for t in ax.get_yticklabels()][1]

@@ -71,18 +71,14 @@ def balanced(imbalance: Any) -> bool:
     return imbalance is None or (isinstance(imbalance, float) and math.isnan(imbalance))
 
 
-def _given(v: Any) -> bool:
-    return v is not None and not pd.isna(v)
-
-
 def images_text(per_class: Any, imbalance: Any = None, n_max: Any = None, n_min: Any = None,
                 short: bool = False) -> str:
     """The training images of a regime: ``class sizes 5,000 → 250`` (imbalanced), ``1,000 training images per
     class`` (the first n of each class) or ``all training images``; ``short``: ``5,000→250/class``, ``1,000/class``,
     ``all images``."""
-    if not balanced(imbalance) and _given(n_max) and _given(n_min):
+    if not balanced(imbalance) and pd.notna(n_max) and pd.notna(n_min):
         return f"{int(n_max):,}→{int(n_min):,}/class" if short else f"class sizes {int(n_max):,} → {int(n_min):,}"
-    if not _given(per_class):
+    if pd.isna(per_class):
         return "all images" if short else "all training images"
     return f"{int(per_class):,}/class" if short else f"{int(per_class):,} training images per class"
 
@@ -99,7 +95,7 @@ def regime_label(row: Mapping[str, Any]) -> str:
     images = images_text(row.get("train_per_class"), row.get("imbalance"), row.get("imbalance_n_max"),
                          row.get("imbalance_n_min"), short=True)
     epochs = row.get("epochs")
-    return images + (f" · {int(epochs)} ep" if _given(epochs) else "")
+    return images + (f" · {int(epochs)} ep" if pd.notna(epochs) else "")
 
 
 def condition_label(noise: float, imbalance: Any, clean: str = "clean") -> str:

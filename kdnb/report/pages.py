@@ -72,6 +72,10 @@ def banner(profile: str, headline: str = "") -> str:
         return f'<div class="kdnb-headline">{headline}</div>' if headline else ""
     text = BANNERS.get(profile, f"Profile <code>{profile}</code>: not the paper's protocol; compare trends, "
                                 "not values.")
+    return _banner_box(text, headline)
+
+
+def _banner_box(text: str, headline: str) -> str:
     return f'<div class="kdnb-banner">{text}' + (f"<br>{headline}" if headline else "") + "</div>"
 
 
@@ -81,7 +85,7 @@ def stores_banner(profiles: Sequence[str], headline: str = "") -> str:
     text = (f"Read from the committed stores {names}, each finding from the most faithful store that holds its "
             "cells and named beside it; every store but <code>paper</code> is a reduced protocol: compare trends, "
             "not values.")
-    return f'<div class="kdnb-banner">{text}' + (f"<br>{headline}" if headline else "") + "</div>"
+    return _banner_box(text, headline)
 
 
 def banner_html(profile: str, headline: str = "") -> HTML:
@@ -363,7 +367,7 @@ def _paper_baseline(dataset: str, student: str, noise: float, imbalance: Any) ->
 PAPER_CONDITION_PAIR = ("wrn40_2", "wrn16_2")  # the paper's one teacher → student pair of Tables V and VI
 
 
-def _paper_lead(dataset: str, student: Any, noise: float, imbalance: Any, teacher_acc: float) -> tuple[float, str]:
+def paper_lead(dataset: str, student: Any, noise: float, imbalance: Any, teacher_acc: float) -> tuple[float, str]:
     """The paper's teacher lead in a data condition: of the same pair where it has one (``""``), else, under label
     noise or imbalance, of its own pair there (WRN-40-2 → WRN-16-2, named); (NaN, "") where it has neither."""
     if isinstance(student, str) and pd.notna(teacher_acc) and \
@@ -387,7 +391,7 @@ def teacher_leads(cmp: pd.DataFrame, grids: Sequence[Params]) -> pd.DataFrame:
     out = cmp.merge(teacher_students(grids), on="run_id", how="left") if len(cmp) else \
         cmp.assign(student=None, baseline=math.nan)
     out["lead"] = out["acc"] - out["baseline"]
-    leads = [_paper_lead(d, s, n, g, p) for p, d, s, n, g in
+    leads = [paper_lead(d, s, n, g, p) for p, d, s, n, g in
              zip(out["paper"], out["dataset"], out["student"], out["noise"], out["imbalance"], strict=True)]
     out["paper_lead"] = [v for v, _ in leads]
     out["paper_pair"] = [pair for _, pair in leads]
