@@ -127,7 +127,8 @@ def _study(a: argparse.Namespace) -> int:
         print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
         return 0
     if not a.no_train and (params.executor != "local" or params.workers > 1):
-        return dispatch(params, None if a.plugin else a.params, allow_emulated_bf16=a.allow_emulated_bf16)
+        return dispatch(params, allow_emulated_bf16=a.allow_emulated_bf16, retry_failed=a.retry_failed,
+                        retrain_stale=a.retrain_stale)
     df = study.run(train=not a.no_train, progress=not a.no_progress, retry_failed=a.retry_failed,
                    retrain_stale=a.retrain_stale, allow_emulated_bf16=a.allow_emulated_bf16)
     cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -513,11 +514,11 @@ def _compute_transfer(p: Params, settings: dict[str, Any], models: dict[str, Any
 class _Worker:
     """One array task: runs the study until nothing is left; requeued as is on preemption."""
 
-    def __init__(self, params: dict[str, Any]):
-        self.params = params
+    def __init__(self, params: dict[str, Any], flags: dict[str, bool] | None = None):
+        self.params, self.flags = params, flags or {}
 
     def __call__(self, index: int) -> int:
-        Study(Params.from_dict(self.params)).run(progress=False)
+        Study(Params.from_dict(self.params)).run(progress=False, **self.flags)
         return index
 
     def checkpoint(self, *args: Any) -> Any:  # submitit calls this on preemption or timeout
@@ -526,49 +527,52 @@ class _Worker:
         return submitit.helpers.DelayedSubmission(self, *args)
 
 
-def dispatch(params: Params, params_path: str | None = None, cluster: str | None = None,
-             allow_emulated_bf16: bool = False) -> int:
+def dispatch(params: Params, cluster: str | None = None, allow_emulated_bf16: bool = False,
+             retry_failed: bool = False, retrain_stale: bool = False) -> int:
     """Run a study with ``params.executor`` and ``params.workers``; returns an exit status.
 
     ``local`` starts ``workers`` processes of ``kdnb study`` (each on its own GPU when several are
     visible); ``slurm`` submits a job array of ``workers`` tasks with ``params.slurm`` resources.
-    Each run is trained once, whichever process locks it first; a killed or requeued worker's runs
-    resume from their last checkpoint.
+    Either way the workers read ``params`` as resolved here, with the command line's --students,
+    --methods, --seeds and plugins. Each run is trained once, whichever process locks it first; a
+    killed or requeued worker's runs resume from their last checkpoint.
     """
     Study(params)  # validate the whole grid before anything starts
     if params.executor == "local":
         check_bf16(params.precision, params.device, allow_emulated_bf16)
+    flags = {"retry_failed": retry_failed, "retrain_stale": retrain_stale}
     if params.executor == "slurm" or cluster:
-        return _submit(params, cluster)
+        return _submit(params, cluster, flags)
     if params.workers == 1:
-        Study(params).run(allow_emulated_bf16=allow_emulated_bf16)
+        Study(params).run(allow_emulated_bf16=allow_emulated_bf16, **flags)
         return 0
     import subprocess
     import sys
 
     import torch
 
-    gpus = torch.cuda.device_count()
-    path = params_path or _write_params(params)
+    gpus, path = torch.cuda.device_count(), _write_params(params)
+    args = [f"--{k.replace('_', '-')}" for k, on in {**flags, "allow_emulated_bf16": allow_emulated_bf16}.items() if on]
     procs = []
     for i in range(params.workers):
         env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus > 1 else {}))
         procs.append(subprocess.Popen([sys.executable, "-m", "kdnb.cli", "study", path, "--store", params.store,
-                                       "--workers", "1", "--no-progress"] +
-                                      (["--allow-emulated-bf16"] if allow_emulated_bf16 else []) +
+                                       "--workers", "1", "--no-progress", *args] +
                                       (["--device", params.device] if params.device else []), env=env))
     return max(p.wait() for p in procs)
 
 
 def _write_params(params: Params) -> str:
-    folder = Path(params.store) / "dispatch"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{params.profile}-{params.section}.yaml"
-    store_mod.atomic_write_bytes(path, yaml.safe_dump(dataclasses.asdict(params)).encode())
+    """The resolved params for the workers, named by content: studies dispatched at once never share it."""
+    text = yaml.safe_dump(dataclasses.asdict(params)).encode()
+    name = f"{params.profile}-{params.section}-{hashlib.sha256(text).hexdigest()[:8]}.yaml"
+    path = Path(params.store) / "dispatch" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store_mod.atomic_write_bytes(path, text)
     return str(path)
 
 
-def _submit(params: Params, cluster: str | None) -> int:
+def _submit(params: Params, cluster: str | None, flags: dict[str, bool]) -> int:
     try:
         import submitit
     except ImportError:
@@ -576,7 +580,7 @@ def _submit(params: Params, cluster: str | None) -> int:
     executor = submitit.AutoExecutor(folder=str(Path(params.store) / "slurm" / "%j"), cluster=cluster)
     executor.update_parameters(**{"timeout_min": 24 * 60, "slurm_array_parallelism": params.workers, **params.slurm})
     as_dict = {**dataclasses.asdict(params), "executor": "local", "workers": 1}
-    jobs = executor.map_array(_Worker(as_dict), list(range(params.workers)))
+    jobs = executor.map_array(_Worker(as_dict, flags), list(range(params.workers)))
     log.info("submitted %d tasks: %s", len(jobs), ", ".join(j.job_id for j in jobs))
     for job in jobs:
         job.result()  # waits; raises if a task failed

@@ -194,6 +194,19 @@ def test_local_workers_share_the_grid(tmp_path, reference):
     assert _same(_snapshot(store), reference), out
 
 
+def test_local_workers_train_only_the_cells_asked_for(tmp_path, reference):
+    """--methods (like --students and --seeds) reaches every worker: Hinton and its teacher are trained,
+    identical to the fault-free store's, and the baseline student is left missing."""
+    store = tmp_path / "store"
+    params = _params_file(tmp_path, store)
+    out, _ = _kdnb("study", str(params), "--workers", "2", "--methods", "hinton", "--no-progress").communicate(
+        timeout=300)
+    snap = _snapshot(store)
+    trained = sorted((r["config"]["method"], r["config"]["seed"]) for r in Store(store).records())
+    assert trained == [("baseline", 100), ("hinton", 0)], out  # the teacher is a baseline run of seed 100
+    assert _same(snap, {k: reference[k] for k in snap}), out
+
+
 def test_submitit_array_fills_the_store(tmp_path, reference, monkeypatch):
     pytest.importorskip("submitit")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the array tasks are processes: same thread count
