@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -186,15 +187,29 @@ def test_teacher_table_reports_the_seed_the_students_learn_from():
     assert ">lead</th>" in html and ">paper lead</th>" in html and "+6.19" in html
 
 
-def test_paired_differences_pair_by_seed_within_a_cell():
+def _two_way_residual_variance(y: np.ndarray) -> tuple[float, int]:
+    """Residual variance of y ~ method + seed by least squares on dummy columns (an independent formulation)."""
+    m, s = y.shape
+    rows = [np.r_[1.0, np.eye(m)[i][1:], np.eye(s)[j][1:]] for i in range(m) for j in range(s)]
+    X, v = np.array(rows), y.reshape(-1)
+    resid = v - X @ np.linalg.lstsq(X, v, rcond=None)[0]
+    df = m * s - X.shape[1]
+    return float(resid @ resid) / df, df
+
+
+def test_paired_differences_pair_by_seed_within_a_cell_with_the_seed_variance_pooled_over_its_methods():
     runs = pd.concat([RUNS, _runs({("sp", "resnet8"): [70.0, 71.0, 72.0]}).iloc[2:]], ignore_index=True)
     d = analysis.paired_differences(runs).set_index(["student", "method"])
     assert ("resnet8", "sp") not in d.index  # seed 2 has no baseline partner
+    var, df = _two_way_residual_variance(np.array([[80.0, 82.0], [84.0, 86.0], [79.0, 79.0]]))
+    assert df == 2 and var == pytest.approx(2 / 3)
+    half = analysis.t975(2) * math.sqrt(2 * var / 2)  # a gain's variance: 2 sigma^2 / n pairs
     h = d.loc[("resnet8", "hinton")]
-    assert (h["mean"], h["std"], h["n"], h["lo"], h["hi"]) == (4.0, 0.0, 2, 4.0, 4.0)
-    a = d.loc[("resnet8", "at")]  # differences -1 and -3: sd sqrt(2), half width t(1) sqrt(2) / sqrt(2)
-    assert a["mean"] == -2.0 and a["std"] == pytest.approx(math.sqrt(2))
-    assert (a["lo"], a["hi"]) == (pytest.approx(-2 - 12.706), pytest.approx(-2 + 12.706))
+    assert (h["mean"], h["std"], h["n"], h["df"]) == (4.0, 0.0, 2, 2)
+    assert (h["lo"], h["hi"]) == (pytest.approx(4 - half), pytest.approx(4 + half))
+    a = d.loc[("resnet8", "at")]  # its own differences -1 and -3, its interval from the pool
+    assert a["mean"] == -2.0 and a["std"] == pytest.approx(math.sqrt(2)) and a["hi"] == pytest.approx(-2 + half)
+    # one method beside the baseline: the pooled interval is the paired t-interval of its differences
     assert d.loc[("resnet14", "hinton"), "hi"] == pytest.approx(0.5 + 12.706 * math.sqrt(0.5) / math.sqrt(2))
     one = analysis.paired_differences(RUNS[RUNS["seed"] == 0]).set_index(["student", "method"])
     assert one.loc[("resnet8", "hinton"), "mean"] == 4.0 and pd.isna(one.loc[("resnet8", "hinton"), "lo"])
@@ -329,7 +344,7 @@ def test_gain_table_sets_the_paired_gain_beside_the_papers():
 
 def test_a_gain_is_coloured_only_where_its_interval_excludes_zero():
     runs = _runs({("baseline", "resnet8"): [50.0, 52.0, 51.0], ("hinton", "resnet8"): [52.0, 54.2, 53.1],
-                  ("at", "resnet8"): [45.0, 47.0, 46.2], ("sp", "resnet8"): [58.0, 46.0, 51.5]})
+                  ("at", "resnet8"): [45.0, 47.0, 46.2], ("sp", "resnet8"): [52.5, 51.0, 51.8]})
     paired = analysis.paired_differences(runs, by=["student"]).set_index("method")
     assert paired.loc["hinton", "lo"] > 0 and paired.loc["at", "hi"] < 0 and paired.loc["sp", "lo"] < 0 < \
         paired.loc["sp", "hi"] and paired.loc["sp", "mean"] > 0
@@ -451,8 +466,9 @@ def test_gain_figure_draws_the_paired_interval_of_every_method():
     assert [ax.get_title().split(":")[0] for ax in panels] == ["ResNet-8", "ResNet-14"]  # stacked, paper order
     bars = next(c for c in panels[0].containers if isinstance(c, ErrorbarContainer))
     spans = {(round(float(s[0][1]), 3), round(float(s[1][1]), 3)) for s in bars.lines[2][0].get_segments() if len(s)}
-    at = paired.set_index(["student", "method"]).loc[("resnet8", "at")]
-    assert (round(at["lo"], 3), round(at["hi"], 3)) in spans and (4.0, 4.0) in spans  # AT's wide CI, Hinton's
+    cell = paired.set_index(["student", "method"])
+    assert spans == {(round(cell.loc[("resnet8", m), "lo"], 3), round(cell.loc[("resnet8", m), "hi"], 3))
+                     for m in ("at", "hinton")}
 
 
 def test_one_seed_gains_are_not_said_to_have_an_interval():
@@ -571,3 +587,16 @@ def test_teacher_leads_keeps_two_regimes_of_one_pair_apart():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ResNet-26 → ResNet-8, clean, 1,000/class · 60 ep",
                                                            "ResNet-26 → ResNet-8, clean, 1,000/class · 32 ep"]
     assert len(ax.lines) == 1  # the zero line only: a bar is one teacher, no interval across two
+
+
+def test_table_vi_names_the_papers_imbalanced_set_and_table_v_its_full_one():
+    from pandas.io.formats.style import Styler
+
+    runs = _runs({("baseline", "resnet8"): [60.0, 61.0], ("hinton", "resnet8"): [63.0, 63.5]}).assign(imbalance=1.0)
+    blocks = pages.condition_tables(runs, analysis.paper_summary(paper.imbalance()), "imbalance", ["resnet8"])
+    gains = next(b for b in blocks if isinstance(b, Styler))
+    assert ("γ = 1", "paper: class sizes 5,000 → 250, 200 epochs, 5 seeds") in list(gains.data.columns)
+    noisy = _runs({("baseline", 0.4): [60.0, 61.0], ("hinton", 0.4): [63.0, 63.5]}, column="noise")
+    blocks = pages.condition_tables(noisy, analysis.paper_summary(paper.label_noise()), "noise", ["resnet8"])
+    gains = next(b for b in blocks if isinstance(b, Styler))
+    assert ("σ = 0.4", "paper: 5,000 training images per class, 200 epochs, 5 seeds") in list(gains.data.columns)

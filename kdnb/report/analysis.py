@@ -8,8 +8,9 @@ Frames used here:
   records add cpu, precision and class_acc (per-class test accuracy).
 - summary: one row per (cell, method) with ``mean``, ``std`` (sample std, ddof = 1) and ``n`` (seeds);
   ``summarize`` makes it from runs, and the paper's tables (``kdnb.report.paper``) have the same shape.
-- paired: one row per (cell, method) with the mean, std, n and 95 % interval (lo, hi) of the per-seed
-  method − baseline differences (``paired_differences``).
+- paired: one row per (cell, method) with the mean, std and n of the per-seed method − baseline
+  differences and their 95 % interval (lo, hi) from the seed variance pooled over the cell's methods (df)
+  (``paired_differences``).
 - curves: per-epoch history of the runs (``curves``).
 - matrix: a transfer matrix (index = target, columns = source, with a ``mean`` row and column and a
   ``teacher`` column), as ``kdnb.study.Study.transfer`` and ``kdnb.report.paper.transfer`` give it.
@@ -210,21 +211,53 @@ def paired_interval(values: Sequence[float]) -> dict[str, float]:
     return dict(mean=mean, std=std, n=n, lo=mean - half, hi=mean + half)
 
 
+def two_way_residual(y: np.ndarray) -> tuple[float, int]:
+    """Residual sum of squares and df of the additive method × seed model on ``y`` (methods × seeds):
+    y − row means − column means + grand mean."""
+    m, s = y.shape
+    if m < 2 or s < 2:
+        return 0.0, 0
+    r = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
+    return float((r**2).sum()), (m - 1) * (s - 1)
+
+
+def pooled_gains(wide: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each method's gain over the baseline in ``wide`` (methods × seeds, a baseline row among them): the
+    mean paired per-seed difference and its 95 % interval from the seed variance pooled over the cell's
+    methods (the residual of the additive method × seed model on the seeds every method has), so that a
+    method's interval rests on (methods − 1)(seeds − 1) df rather than on its own seeds − 1 (with one method
+    and the baseline, the two agree); ``std`` is the method's own sd of the differences, ``df`` the pooled df
+    (0: no interval)."""
+    wide = wide.loc[:, wide.loc["baseline"].notna()]
+    wide = wide[wide.notna().any(axis=1)]  # the methods with a baseline partner, on the seeds they all have:
+    ss, df = two_way_residual(wide.dropna(axis=1).to_numpy(dtype=float))
+    rows = []
+    for m in wide.index.drop("baseline"):
+        d = (wide.loc[m] - wide.loc["baseline"]).dropna()
+        n, mean = len(d), float(d.mean())
+        half = t975(df) * math.sqrt(2 * ss / df / n) if df and n else math.nan
+        rows.append(dict(method=m, mean=mean, std=float(d.std(ddof=1)) if n > 1 else math.nan, n=n, df=df,
+                         lo=mean - half, hi=mean + half))
+    return rows
+
+
 def paired_differences(runs: pd.DataFrame, by: Sequence[str] = ("student",),
                        metric: str = "final_acc") -> pd.DataFrame:
     """Method − baseline per seed within each cell (a paired design: a method's run and the baseline's
-    share the seed, hence the initial weights and the batches), then per (by..., method) the
-    ``paired_interval`` of the differences: mean, std, n (pairs), lo, hi."""
+    share the seed, hence the initial weights and the batches), then per (by..., method) the mean, std and
+    n (pairs) of the differences and their 95 % interval (lo, hi) with the seed variance pooled over the
+    cell's methods (``pooled_gains``; df: its degrees of freedom)."""
     by = _with_dataset(by, runs)
-    keys = [*by, "method"]
+    cols = [*by, "method", "mean", "std", "n", "df", "lo", "hi"]
     st = students(runs)
-    if st.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "lo", "hi"])
-    base = st[st["method"] == "baseline"][[*by, "seed", metric]].rename(columns={metric: "_base"})
-    d = st[st["method"] != "baseline"].merge(base, on=[*by, "seed"], how="inner")
-    rows = [{**dict(zip(keys, key, strict=True)), **paired_interval(g[metric] - g["_base"])}
-            for key, g in d.groupby(keys, dropna=False)]
-    return pd.DataFrame(rows, columns=[*keys, "mean", "std", "n", "lo", "hi"])
+    if st.empty or not (st["method"] == "baseline").any():
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, cell in st.groupby(by, dropna=False):
+        wide = cell.pivot_table(index="method", columns="seed", values=metric, aggfunc="mean")
+        if "baseline" in wide.index:
+            rows += [{**dict(zip(by, key, strict=True)), **r} for r in pooled_gains(wide)]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def paired_between(a: pd.DataFrame, b: pd.DataFrame, metric: str = "final_acc") -> dict[str, Any]:
@@ -338,19 +371,21 @@ def minority_classes(counts: Sequence[int]) -> list[int]:
 def class_groups(per_class: pd.DataFrame, counts: Mapping[float, Sequence[int]]) -> pd.DataFrame:
     """Per (student, imbalance, method, group), group in (minority, majority) of ``minority_classes`` of
     ``counts[imbalance]`` (training images per class): ``acc``, the group's mean accuracy (mean over seeds),
-    and the ``paired_interval`` (mean, std, n, lo, hi) of its per-seed gain over the baseline of the same
+    and the ``pooled_gains`` (mean, std, n, df, lo, hi) of its per-seed gain over the baseline of the same
     seed (NaN for the baseline)."""
-    cols = ["student", "imbalance", "method", "group", "acc", "mean", "std", "n", "lo", "hi"]
+    cols = ["student", "imbalance", "method", "group", "acc", "mean", "std", "n", "df", "lo", "hi"]
     rows = []
     for (student, gamma), cell in per_class.groupby(["student", "imbalance"]):
         minority = set(minority_classes(counts[gamma]))
         group = np.where(cell["class"].isin(minority), "minority", "majority")
-        acc = cell.assign(group=group).groupby(["group", "seed", "method"])["acc"].mean().unstack("method")
-        for m in [m for m in ORDER if m in acc.columns]:
-            for g in [g for g in ("minority", "majority") if g in acc.index]:
-                gain = acc.loc[g, m] - acc.loc[g, "baseline"] if m != "baseline" and "baseline" in acc else []
-                rows.append(dict(student=student, imbalance=gamma, method=m, group=g, acc=acc.loc[g, m].mean(),
-                                 **paired_interval(gain)))
+        acc = cell.assign(group=group).groupby(["group", "method", "seed"])["acc"].mean()
+        for g in [g for g in ("minority", "majority") if g in acc.index.get_level_values("group")]:
+            wide = acc.loc[g].unstack("seed")
+            gains = {r["method"]: r for r in pooled_gains(wide)} if "baseline" in wide.index else {}
+            for m in [m for m in ORDER if m in wide.index]:
+                r = gains.get(m, dict(mean=math.nan, std=math.nan, n=0, df=0, lo=math.nan, hi=math.nan))
+                rows.append(dict(student=student, imbalance=gamma, method=m, group=g, acc=wide.loc[m].mean(),
+                                 **{k: r[k] for k in ("mean", "std", "n", "df", "lo", "hi")}))
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from kdnb.report import paper
@@ -42,6 +41,7 @@ from kdnb.report.analysis import (
     params_images_text,
     students,
     t975,
+    two_way_residual,
 )
 from kdnb.report.grids import load_grids, load_params_file, section_files, stored_transfer_path, transfer_seeds
 
@@ -523,16 +523,6 @@ def _transfer_cells(mat: pd.DataFrame, n_of: Callable[[str, str], float]) -> dic
             n = max(n_of(t, s), 1.0)
             out[t_cell(t, s)] = (float(p), float(p) * (100 - float(p)) / n, math.inf)
     return out
-
-
-def two_way_residual(y: np.ndarray) -> tuple[float, int]:
-    """Residual sum of squares and df of the additive method × seed model on ``y`` (methods × seeds):
-    y − row means − column means + grand mean."""
-    m, s = y.shape
-    if m < 2 or s < 2:
-        return 0.0, 0
-    r = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
-    return float((r**2).sum()), (m - 1) * (s - 1)
 
 
 def complete_runs(grids: Sequence[Any], load: Callable[[Any], pd.DataFrame]) -> pd.DataFrame:

@@ -349,7 +349,8 @@ def plot_teacher_leads(leads: pd.DataFrame) -> Figure:
 @styled
 def plot_class_gains(groups: pd.DataFrame, title: str = "") -> Figure:
     """Gain over the baseline on the minority and the majority classes, per method
-    (``analysis.class_groups`` of one cell): the mean paired per-seed gain and its 95 % interval."""
+    (``analysis.class_groups`` of one cell): the mean paired per-seed gain and its 95 % interval (the seed
+    variance pooled over the cell's methods)."""
     g = groups[groups["method"] != "baseline"]
     methods = [m for m in ORDER if m in set(g["method"])][::-1]
     fig, ax = plt.subplots(figsize=(WIDTH, 0.3 * len(methods) + 1.3), layout="constrained")
@@ -360,7 +361,7 @@ def plot_class_gains(groups: pd.DataFrame, title: str = "") -> Figure:
                     label=f"{group} classes")
     ax.axvline(0, color="#333", lw=0.8)
     ax.set_yticks(range(len(methods)), [label(m) for m in methods])
-    ax.set_xlabel("gain in final-epoch accuracy over the baseline (points; mean, 95 % CI over seeds)")
+    ax.set_xlabel("gain in final-epoch accuracy over the baseline (points; mean, pooled 95 % CI)")
     ax.grid(axis="x", alpha=0.3)
     _legend_on_top(fig, ax.get_legend_handles_labels()[0], title)
     return fig

@@ -163,6 +163,8 @@ def regime(runs: pd.DataFrame) -> str:
     return text + f", seed{'' if len(seeds) == 1 else 's'} {', '.join(map(str, seeds))}"
 
 
+POOLED = "the seed variance pooled over the methods of the cell"  # analysis.pooled_gains
+
 PAPER_REGIME = {"cifar10": "5,000 training images per class, 200 epochs, 5 seeds",
                 "cifar100": "500 training images per class, 200 epochs, 5 seeds",
                 "imbalance": "class sizes 5,000 → 250, 200 epochs, 5 seeds"}  # Table VI, CIFAR-10
@@ -253,12 +255,12 @@ def provenance(runs: pd.DataFrame, best_in: str = "table") -> str:
 
 
 def _resolved_above(paired: pd.DataFrame, methods: Sequence[str]) -> list[str] | None:
-    """The methods whose paired 95 % interval of the gain over the baseline lies above zero (``paired``:
-    ``analysis.paired_differences`` rows of one column, by method); None when no method has two pairs."""
+    """The methods whose 95 % interval of the gain over the baseline lies above zero (``paired``:
+    ``analysis.paired_differences`` rows of one column, by method); None when no gain has an interval."""
     rows = paired.set_index("method") if len(paired) else paired
-    if not len(rows) or not (rows["n"] >= 2).any():
+    if not len(rows) or not rows["lo"].notna().any():
         return None
-    return [m for m in methods if m in rows.index and rows.loc[m, "n"] >= 2 and rows.loc[m, "lo"] > 0]
+    return [m for m in methods if m in rows.index and rows.loc[m, "lo"] > 0]
 
 
 def teacher_gap(runs: pd.DataFrame, column: str) -> str:
@@ -310,7 +312,7 @@ def _describe_column(oc: pd.DataFrame, pc: pd.DataFrame, paired: pd.DataFrame, c
         text += f". Above the baseline here: {len(up)} of {len(g)} methods ({names(up)})"
         clear = _resolved_above(paired, up)
         if clear is not None:
-            text += f"; with a paired 95 % interval above zero: {len(clear)} ({names(clear)})"
+            text += f"; with a 95 % interval above zero: {len(clear)} ({names(clear)})"
         if len(p):
             text += _signs_against_paper(g, gains(pc, column).set_index("method")["gain"])
     common = [m for m in o.index if m in p.index and pd.notna(o.loc[m, "mean"])]
@@ -492,14 +494,16 @@ def comparison(runs: pd.DataFrame, theirs: pd.DataFrame, column: str, columns: l
     ours_regime = regime(runs)
     dataset = next(iter(students(runs)["dataset"]), "cifar10") if len(students(runs)) else "cifar10"
     paired = paired_differences(runs, by=[column])
+    paper_regime = PAPER_REGIME.get("imbalance" if column == "imbalance" else dataset, PAPER_REGIME["cifar10"])
     return [Markdown(provenance(students(runs))),
             tables.style_gains(paired, theirs, column, ran,
                                caption=f"{name}: gain in final-epoch accuracy over the baseline of the same "
-                               "architecture and regime (points; mean of the paired per-seed differences [95 % CI], "
+                               "architecture and regime (points; mean of the paired per-seed differences [95 % CI, "
+                               f"{POOLED}], "
                                f"coloured where the interval excludes 0) beside the paper's Table {tab} gain"
                                + gain_note,
                                ours_label=f"kdnb: {ours_regime}" if ours_regime else "kdnb",
-                               theirs_label=f"paper: {PAPER_REGIME.get(dataset, PAPER_REGIME['cifar10'])}"),
+                               theirs_label=f"paper: {paper_regime}"),
             Markdown(f"kdnb's accuracies ({ours_regime or 'no finished run'})"
                      + (f"; not run by this profile: {', '.join(absent)}" if absent else "")
                      + ". The paper's own table is folded above; a reduced regime's accuracies are not comparable "
@@ -587,7 +591,7 @@ def class_tables(per_class: pd.DataFrame, p: Params) -> list[Any]:
                 tables.style_class_groups(groups[(groups["student"] == s) & (groups["imbalance"] == g)],
                                           caption=f"kdnb ({label(s)}, γ = {g:g}): mean accuracy on the minority and "
                                           "majority classes and its gain over the baseline (points; mean of the "
-                                          "paired per-seed gains [95 % CI])")]
+                                          f"paired per-seed gains [95 % CI, {POOLED}])")]
     return out
 
 
