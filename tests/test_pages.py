@@ -2,6 +2,7 @@
 transfer matrix of Fig. 1 computed from weights, stored as a record keyed by them, read back without them."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,11 +14,14 @@ from kdnb.study import (
     Params,
     Study,
     TransferUnavailable,
+    load_params,
     teacher_runs,
     transfer_key,
     transfer_settings,
     transfer_sources,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 GRID = dict(profile="test", section="transferability", dataset="synthetic", students=["resnet8"],
             teachers={"resnet8": "resnet8"}, methods=["baseline", "hinton"], seeds=[0, 1], teacher_seeds=[100],
@@ -173,8 +177,29 @@ def test_ablations_pair_by_seed_and_name_what_is_missing(tmp_path):
     abl, absent = pages.ablations(tmp_path, main)  # no ablations folder: only the context row, never an error
     assert list(abl["ablation"]) == ["ONE − baseline, main grid"]
     assert abl.loc[0, "mean"] == 5.5 and abl.loc[0, "seeds"] == [0, 1]
+    assert absent == [f"this profile defines no ablations (`{tmp_path / 'ablations'}`)"]
+    (tmp_path / "ablations").mkdir()  # a folder without the BSS pair: each missing file is named
+    abl, absent = pages.ablations(tmp_path, main)
     assert len(absent) == 4 and all("not in this profile" in a for a in absent)
     text = pages.ablations_text(abl, absent)
     assert "Not shown yet" in text and "bss_standard.yaml" in text
+
+
+def test_the_schedule_ablation_is_labelled_by_its_grids_epochs_and_precision(monkeypatch):
+    """The subset60 schedule control (90 epochs, bf16) against its reference, the main grid's 60-epoch
+    baseline: labels and text read both files, and the reference is the main grid's stored baselines."""
+    monkeypatch.chdir(ROOT)  # the files name their stores relative to the working directory
+    main = Study(load_params(str(ROOT / "params" / "subset60" / "generalization.yaml"),
+                             store=str(ROOT / "results" / "subset60"))).results()
+    abl, absent = pages.ablations(ROOT / "params" / "subset60", main)
+    row = abl.set_index("file").loc["schedule_control.yaml"]
+    assert row["ablation"] == "Baseline, 90 − 60 epochs (bf16)" and row["epochs"] == (90, 60)
+    base = main[(main["role"] == "student") & (main["method"] == "baseline")]["final_acc"]
+    assert len(base) == 3 and row["b"] == pytest.approx(base.mean())  # the reference: the main grid's runs
+    assert "ONE's 90-epoch schedule" in row["question"] and absent[:2] == [
+        "`" + str(ROOT / "params" / "subset60" / "ablations" / "bss_standard.yaml") + "` is not in this profile",
+        "`" + str(ROOT / "params" / "subset60" / "ablations" / "bss_official.yaml") + "` is not in this profile"]
+    text = pages.ablations_text(abl, absent, "bf16")
+    assert "Training the baseline for ONE's 90 epochs instead of 60" in text and "different precisions" not in text
 
 

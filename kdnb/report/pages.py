@@ -667,26 +667,31 @@ def protocol_text(cells: pd.DataFrame, p: Params) -> str:
 # ---------------------------------------------------------------------------------------------
 # Ablations of the generalization grid (params/<profile>/ablations/*.yaml)
 
-# (label, ablation file, its method, the reference's file, the reference's method, what the contrast asks)
+# (label, ablation file, its method, the reference's file, the reference's method, what the contrast asks);
+# a label or question names the two grids' epochs and precision as {a.epochs}, {b.epochs}, {a.precision}
 ABLATIONS = (
     ("BSS, standard scheme − official recipe", "bss_standard.yaml", "bss", "bss_official.yaml", "bss",
      "does BSS's recipe matter"),
-    ("Baseline, 12 − 8 epochs (fp32)", "one_schedule_control.yaml", "baseline", "baseline_fp32.yaml", "baseline",
-     "what ONE's 12-epoch schedule alone gives the baseline"),
+    ("Baseline, {a.epochs} − {b.epochs} epochs ({a.precision})", "schedule_control.yaml", "baseline",
+     "schedule_reference.yaml", "baseline", "what ONE's {a.epochs}-epoch schedule alone gives the baseline"),
 )
 
 
 def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The ablations of ``ABLATIONS`` found in ``<params_dir>/ablations``, each as paired differences per seed
-    against its reference (``analysis.paired_between``), plus ONE − baseline of the page's grid ``runs`` for
-    context; and one line per ablation or run that is not there (never an error). Each ablation file names
-    its own store (the BSS pair keeps one with its teacher's weights), relative to the working directory."""
+    against its reference (``analysis.paired_between``) with both grids' epochs and precision, plus ONE −
+    baseline of the page's grid ``runs`` for context; and one line per ablation or run that is not there
+    (never an error). Each ablation file names its own store (the BSS pair keeps one with its teacher's
+    weights; a reference may be the main grid's store), relative to the working directory."""
     folder, rows, absent = Path(params_dir) / "ablations", [], []
+    if not folder.is_dir():
+        absent.append(f"this profile defines no ablations (`{folder}`)")
 
-    def grid_runs(name: str) -> pd.DataFrame | None:
+    def grid(name: str) -> tuple[Params, pd.DataFrame] | None:
         path = folder / name
         if not path.is_file():
-            absent.append(f"`{path}` is not in this profile")
+            if folder.is_dir():
+                absent.append(f"`{path}` is not in this profile")
             return None
         study = Study(load_params_file(path)[0])
         st = study.status()
@@ -695,44 +700,49 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame,
             absent.append(f"{name}: {_n(len(lack), 'run')} not in the store yet ("
                           + ", ".join(f"{label(m)} seed {s}: {state}" for m, s, state in
                                       zip(lack["method"], lack["seed"], lack["state"], strict=True)) + ")")
-        return study.results()
+        return study.params, study.results()
 
     def cell(df: pd.DataFrame, method: str) -> pd.DataFrame:
         st = students(df)
         return st[(st["method"] == method) & (st["noise"] == 0) & st["imbalance"].isna()] if not st.empty else st
 
     for name, file, method, ref, ref_method, question in ABLATIONS:
-        a = grid_runs(file)
-        b = grid_runs(ref)
+        a, b = grid(file), grid(ref)
         if a is None or b is None:
             continue
-        rows.append({"ablation": name, "question": question, **paired_between(cell(a, method), cell(b, ref_method))})
-    rows.append({"ablation": "ONE − baseline, main grid", "question": "ONE's gain, for context",
+        (pa, ra), (pb, rb) = a, b
+        rows.append({"ablation": name.format(a=pa, b=pb), "question": question.format(a=pa, b=pb), "file": file,
+                     "epochs": (pa.epochs, pb.epochs), "precision": (pa.precision, pb.precision),
+                     **paired_between(cell(ra, method), cell(rb, ref_method))})
+    rows.append({"ablation": "ONE − baseline, main grid", "question": "ONE's gain, for context", "file": "",
                  **paired_between(cell(runs, "one"), cell(runs, "baseline"))})
     return pd.DataFrame(rows), list(dict.fromkeys(absent))
 
 
-def ablations_text(abl: pd.DataFrame, absent: Sequence[str]) -> str:
-    """What the ablations show (markdown), computed from ``ablations``."""
+def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | None = None) -> str:
+    """What the ablations show (markdown), computed from ``ablations``; ``precision``: the main grid's."""
     def iv(r: Mapping[str, Any]) -> str:
         if not r["n"]:
             return "no pair of seeds yet"
         ci = "" if pd.isna(r["lo"]) else f" (95 % CI {r['lo']:+.2f} to {r['hi']:+.2f})"
         return f"{r['mean']:+.2f} points{ci} over {_n(int(r['n']), 'seed')}"
 
-    by = {r["ablation"]: r for r in abl.to_dict("records")}
+    by = {r["file"]: r for r in abl.to_dict("records")}
     out = []
-    bss = by.get(ABLATIONS[0][0])
+    bss = by.get(ABLATIONS[0][1])
     if bss is not None:
         out.append(f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
                    f"(retrained with the main grid's teacher config in the ablation's own store): {iv(bss)}.")
-    longer, one = by.get(ABLATIONS[1][0]), by.get("ONE − baseline, main grid")
+    longer, one = by.get(ABLATIONS[1][1]), by.get("")
     if longer is not None:
-        text = f"Training the baseline for ONE's 12 epochs instead of 8: {iv(longer)}"
+        (e_long, e_std), (prec, _) = longer["epochs"], longer["precision"]
+        text = f"Training the baseline for ONE's {e_long} epochs instead of {e_std}: {iv(longer)}"
         if one is not None and one["n"] and longer["n"] and one["mean"]:
             share = longer["mean"] / one["mean"]
-            text += (f"; ONE's own gain over the 8-epoch baseline is {iv(one)}, so the longer schedule alone "
-                     f"gives {share:.0%} of it (the two are in different precisions, fp32 and bf16)")
+            text += (f"; ONE's own gain over the {e_std}-epoch baseline is {iv(one)}, so the longer schedule alone "
+                     f"gives {share:.0%} of it")
+            if precision and precision != prec:
+                text += f" (the two are in different precisions, {prec} and {precision})"
         out.append(text + ".")
     if absent:
         out.append("Not shown yet: " + "; ".join(absent) + ".")
