@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kdnb.report import claims, figures, paper, tables
-from kdnb.report.analysis import paired_interval
+from kdnb.report.analysis import paired_interval, t975
 from kdnb.report.claims import C10, C100, cell, diff, evaluate, gain, verdict
 from kdnb.study import Params
 
@@ -243,3 +243,17 @@ def test_the_answer_and_the_coverage_state_numbers():
     cov = claims.coverage([reg], t).set_index("experiment")
     assert cov.loc["Table III: CIFAR-10", "mini"].startswith("ResNet-8; 24 finished runs, 12 methods; 2 complete")
     assert cov.loc["Table IV: CIFAR-100", "findings read from"] == "none of 9"
+
+
+def test_what_the_seeds_resolve_is_told_per_seed_count_of_each_cell():
+    """A clean cell with 2 complete seeds and a γ = 1 cell with 1: each gets its own smallest resolved gain,
+    t(df) × sd × √(2 / n) with the store's pooled sd and df."""
+    runs = _store({("baseline", "resnet8", 0.0, None): [50.0, 51.5], ("hinton", "resnet8", 0.0, None): [53.0, 54.0],
+                   ("at", "resnet8", 0.0, None): [49.0, 51.0], ("baseline", "resnet8", 0.0, 1.0): [40.0],
+                   ("hinton", "resnet8", 0.0, 1.0): [44.0], ("at", "resnet8", 0.0, 1.0): [41.0]})
+    var, df, _ = claims.pooled_variance(runs)
+    reg = claims.Regime("subset60", [], runs, runs, claims.Evidence("x", {}), math.sqrt(var), df, None)
+    text = claims.resolution_text([reg])
+    q = t975(df)
+    assert df == 2 and f"{q * math.sqrt(var) * math.sqrt(2 / 2):.2f} points with 2 seeds (ResNet-8 clean; " in text
+    assert f"{q * math.sqrt(var) * math.sqrt(2):.2f} points with 1 seed (ResNet-8 γ = 1)." in text
