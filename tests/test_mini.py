@@ -71,7 +71,7 @@ def test_the_transfer_matrix_is_stored():
 
 def test_only_records_are_committed():
     """results/mini holds JSON only; results/paper also each finished run's weights and unfinished checkpoints;
-    results/subset60 is checked by tests/test_subset60.py."""
+    results/subset60-ablations unfinished checkpoints; results/subset60 is checked by tests/test_subset60.py."""
     try:
         out = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
@@ -79,5 +79,6 @@ def test_only_records_are_committed():
     files = out.stdout.split()
     weights = ("model.pt", "checkpoint.pt")
     bad = [f for f in files if not (f.endswith(".json") or (f.startswith(("results/paper/", "results/subset60/"))
-                                                              and f.endswith(weights)))]
+                                                              and f.endswith(weights))
+                                    or (f.startswith("results/subset60-ablations/") and f.endswith("checkpoint.pt")))]
     assert files and not bad, bad

@@ -141,3 +141,26 @@ def test_the_findings_and_the_book_read_the_transfer_matrix_of_the_complete_seed
     assert seeds and seeds == _complete_seeds(_study(PDIR / "transferability.yaml"))[:len(seeds)]
     assert reg.matrix is not None and reg.n_images == 1000
     assert set(reg.matrix.columns) >= {"baseline", "hinton", "teacher"}
+
+
+ABLATIONS = sorted((PDIR / "ablations").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_ablation_runs_are_the_files_own_finished_traceable_and_seed_major(path):
+    """Each ablation file's store holds its finished runs in the file's epochs and precision, made from clean
+    commits, its seeds finished in order; the reference file's runs are the main grid's baselines."""
+    p = load_params(str(path))
+    study = Study(load_params(str(path), store=str(ROOT / p.store)))
+    st = study.status()
+    done = [s for s in p.seeds if (st[st["seed"] == s]["state"] == "done").all()]
+    assert done == p.seeds[:len(done)], st.to_string()
+    for f in (ROOT / p.store / "runs").glob("*/checkpoint.pt"):
+        assert study.store.read_or_none(f.parent.name) is None, f"{f}: the run is finished; its checkpoint goes"
+    for rid in st[st["state"] == "done"]["run_id"]:
+        r = study.store.read_or_none(rid)
+        assert r["config"]["epochs"] == p.epochs and r["config"]["precision"] == p.precision, rid
+        assert all("dirty" not in s["code_version"] for s in r["segments"]), rid
+    if p.store == "results/subset60":
+        main = set(_study(PDIR / "generalization.yaml").status()["run_id"])
+        assert set(st["run_id"]) <= main and done == p.seeds, "the reference is the main grid's finished baselines"
