@@ -47,5 +47,6 @@ def test_paired_between_pairs_only_the_shared_seeds():
     b = _runs({("baseline", "resnet8", 0.0, None): [54.0, 55.5]})
     d = analysis.paired_between(a, b)
     assert d["seeds"] == [0, 1] and d["n"] == 2 and d["mean"] == pytest.approx(5.75)
-    assert d["a"] == pytest.approx(191 / 3) and d["b"] == pytest.approx(54.75)
-    assert analysis.paired_between(a, b.iloc[:0])["n"] == 0
+    assert d["a"] == pytest.approx(60.5) and d["b"] == pytest.approx(54.75)  # the means of the pair: its seeds
+    alone = analysis.paired_between(a, b.iloc[:0])  # nothing pairs yet: each side's mean over its own seeds
+    assert alone["n"] == 0 and alone["a"] == pytest.approx(191 / 3) and pd.isna(alone["b"])

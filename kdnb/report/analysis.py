@@ -263,9 +263,11 @@ def paired_differences(runs: pd.DataFrame, by: Sequence[str] = ("student",),
 def paired_between(a: pd.DataFrame, b: pd.DataFrame, metric: str = "final_acc") -> dict[str, Any]:
     """``a − b`` per seed over the finished student runs of two single cells (a paired design when both
     share the seeds' initial weights and batches): ``paired_interval`` of the differences, with the seeds
-    and the two means ``a``, ``b``."""
+    and the two means ``a``, ``b`` over those seeds (over every seed of each while none pairs)."""
     sa, sb = (students(x).groupby("seed")[metric].mean() if not x.empty else pd.Series(dtype=float) for x in (a, b))
     d = (sa - sb).dropna()
+    if len(d):
+        sa, sb = sa[d.index], sb[d.index]
     return {**paired_interval(d.to_numpy()), "seeds": [int(s) for s in d.index],
             "a": float(sa.mean()) if len(sa) else math.nan, "b": float(sb.mean()) if len(sb) else math.nan}
 

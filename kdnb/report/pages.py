@@ -691,7 +691,7 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame,
         path = folder / name
         if not path.is_file():
             if folder.is_dir():
-                absent.append(f"`{path}` is not in this profile")
+                absent.append(f"`{name}` is not in this profile")
             return None
         study = Study(load_params_file(path)[0])
         st = study.status()
@@ -706,16 +706,19 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame,
         st = students(df)
         return st[(st["method"] == method) & (st["noise"] == 0) & st["imbalance"].isna()] if not st.empty else st
 
+    one = paired_between(cell(runs, "one"), cell(runs, "baseline"))
     for name, file, method, ref, ref_method, question in ABLATIONS:
         a, b = grid(file), grid(ref)
         if a is None or b is None:
             continue
         (pa, ra), (pb, rb) = a, b
+        r = paired_between(cell(ra, method), cell(rb, ref_method))
+        on = paired_between(*(c[c["seed"].isin(r["seeds"])] if len(c) else c for c in (cell(runs, "one"),
+                                                                                      cell(runs, "baseline"))))
         rows.append({"ablation": name.format(a=pa, b=pb), "question": question.format(a=pa, b=pb), "file": file,
-                     "epochs": (pa.epochs, pb.epochs), "precision": (pa.precision, pb.precision),
-                     **paired_between(cell(ra, method), cell(rb, ref_method))})
-    rows.append({"ablation": "ONE − baseline, main grid", "question": "ONE's gain, for context", "file": "",
-                 **paired_between(cell(runs, "one"), cell(runs, "baseline"))})
+                     "epochs": (pa.epochs, pb.epochs), "precision": (pa.precision, pb.precision), **r,
+                     "one_same_seeds": on})
+    rows.append({"ablation": "ONE − baseline, main grid", "question": "ONE's gain, for context", "file": "", **one})
     return pd.DataFrame(rows), list(dict.fromkeys(absent))
 
 
@@ -733,14 +736,15 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | No
     if bss is not None:
         out.append(f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
                    f"(retrained with the main grid's teacher config in the ablation's own store): {iv(bss)}.")
-    longer, one = by.get(ABLATIONS[1][1]), by.get("")
+    longer = by.get(ABLATIONS[1][1])
     if longer is not None:
         (e_long, e_std), (prec, _) = longer["epochs"], longer["precision"]
         text = f"Training the baseline for ONE's {e_long} epochs instead of {e_std}: {iv(longer)}"
-        if one is not None and one["n"] and longer["n"] and one["mean"]:
+        one = longer["one_same_seeds"]  # ONE − baseline of the main grid on the ablation's seeds
+        if one["n"] and longer["n"] and one["mean"]:
             share = longer["mean"] / one["mean"]
-            text += (f"; ONE's own gain over the {e_std}-epoch baseline is {iv(one)}, so the longer schedule alone "
-                     f"gives {share:.0%} of it")
+            text += (f"; ONE's own gain over the {e_std}-epoch baseline on the same seeds is {iv(one)}, so the "
+                     f"longer schedule alone gives {share:.0%} of it")
             if precision and precision != prec:
                 text += f" (the two are in different precisions, {prec} and {precision})"
         out.append(text + ".")
