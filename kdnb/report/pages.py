@@ -667,13 +667,14 @@ def protocol_text(cells: pd.DataFrame, p: Params) -> str:
 # ---------------------------------------------------------------------------------------------
 # Ablations of the generalization grid (params/<profile>/ablations/*.yaml)
 
-# (label, ablation file, its method, the reference's file, the reference's method, what the contrast asks);
-# a label or question names the two grids' epochs and precision as {a.epochs}, {b.epochs}, {a.precision}
+# (what it is, label, ablation file, its method, the reference's file, the reference's method, what the
+# contrast asks); a label or question names the two grids' epochs and precision as {a.epochs}, {b.epochs},
+# {a.precision}
 ABLATIONS = (
-    ("BSS, standard scheme − official recipe", "bss_standard.yaml", "bss", "bss_official.yaml", "bss",
-     "does BSS's recipe matter"),
-    ("Baseline, {a.epochs} − {b.epochs} epochs ({a.precision})", "schedule_control.yaml", "baseline",
-     "schedule_reference.yaml", "baseline", "what ONE's {a.epochs}-epoch schedule alone gives the baseline"),
+    ("the BSS recipe ablation", "BSS, standard scheme − official recipe", "bss_standard.yaml", "bss",
+     "bss_official.yaml", "bss", "does BSS's recipe matter"),
+    ("the schedule ablation", "Baseline, {a.epochs} − {b.epochs} epochs ({a.precision})", "schedule_control.yaml",
+     "baseline", "schedule_reference.yaml", "baseline", "what ONE's {a.epochs}-epoch schedule alone gives the baseline"),
 )
 
 
@@ -687,13 +688,8 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame,
     if not folder.is_dir():
         absent.append(f"this profile defines no ablations (`{folder}`)")
 
-    def grid(name: str) -> tuple[Params, pd.DataFrame] | None:
-        path = folder / name
-        if not path.is_file():
-            if folder.is_dir():
-                absent.append(f"`{name}` is not in this profile")
-            return None
-        study = Study(load_params_file(path)[0])
+    def grid(name: str) -> tuple[Params, pd.DataFrame]:
+        study = Study(load_params_file(folder / name)[0])
         st = study.status()
         lack = st[(st["role"] == "student") & (st["state"] != "done")]
         if len(lack):
@@ -707,11 +703,13 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame,
         return st[(st["method"] == method) & (st["noise"] == 0) & st["imbalance"].isna()] if not st.empty else st
 
     one = paired_between(cell(runs, "one"), cell(runs, "baseline"))
-    for name, file, method, ref, ref_method, question in ABLATIONS:
-        a, b = grid(file), grid(ref)
-        if a is None or b is None:
+    for what, name, file, method, ref, ref_method, question in ABLATIONS:
+        lacking = [f for f in (file, ref) if not (folder / f).is_file()]
+        if lacking:
+            if folder.is_dir():
+                absent.append(f"this profile does not define {what} ({', '.join(f'`{f}`' for f in lacking)})")
             continue
-        (pa, ra), (pb, rb) = a, b
+        (pa, ra), (pb, rb) = grid(file), grid(ref)
         r = paired_between(cell(ra, method), cell(rb, ref_method))
         on = paired_between(*(c[c["seed"].isin(r["seeds"])] if len(c) else c for c in (cell(runs, "one"),
                                                                                       cell(runs, "baseline"))))
@@ -732,11 +730,11 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | No
 
     by = {r["file"]: r for r in abl.to_dict("records")}
     out = []
-    bss = by.get(ABLATIONS[0][1])
+    bss = by.get(ABLATIONS[0][2])
     if bss is not None:
         out.append(f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
                    f"(retrained with the main grid's teacher config in the ablation's own store): {iv(bss)}.")
-    longer = by.get(ABLATIONS[1][1])
+    longer = by.get(ABLATIONS[1][2])
     if longer is not None:
         (e_long, e_std), (prec, _) = longer["epochs"], longer["precision"]
         text = f"Training the baseline for ONE's {e_long} epochs instead of {e_std}: {iv(longer)}"
@@ -749,7 +747,7 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | No
                 text += f" (the two are in different precisions, {prec} and {precision})"
         out.append(text + ".")
     if absent:
-        out.append("Not shown yet: " + "; ".join(absent) + ".")
+        out.append("Not shown: " + "; ".join(absent) + ".")
     return " ".join(out) or "No ablation is defined for this profile."
 
 
