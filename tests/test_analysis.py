@@ -50,3 +50,22 @@ def test_paired_between_pairs_only_the_shared_seeds():
     assert d["a"] == pytest.approx(60.5) and d["b"] == pytest.approx(54.75)  # the means of the pair: its seeds
     alone = analysis.paired_between(a, b.iloc[:0])  # nothing pairs yet: each side's mean over its own seeds
     assert alone["n"] == 0 and alone["a"] == pytest.approx(191 / 3) and pd.isna(alone["b"])
+
+
+def test_noise_fit_tells_a_baseline_that_fits_wrong_labels_from_one_that_does_not():
+    """σ = 0.4 on 10 classes leaves 64 % of the labels right: a training accuracy above that can only come from
+    fitting wrong labels. The clean partner is the σ = 0 baseline of the same seeds."""
+    runs = _runs({("baseline", "resnet8", 0.0, None): [76.0, 78.0], ("baseline", "resnet8", 0.4, None): [65.0, 66.0],
+                  ("baseline", "wrn16_2", 0.4, None): [60.0], ("hinton", "resnet8", 0.4, None): [70.0, 70.0]})
+    # rows: the clean baselines (seeds 0, 1), the noisy ResNet-8 baselines (0, 1), the WRN baseline, Hinton (0, 1)
+    runs["best_acc"] = runs["final_acc"] + [0.0, 0.0, 0.2, 0.4, 5.0, 0.0, 0.0]
+    runs["history"] = [[{"epoch": 1, "train_acc": None}, {"epoch": 2, "train_acc": t}] if t else []
+                       for t in (None, None, 48.0, 50.0, 90.0, None, None)]
+    fit = analysis.noise_fit(runs).set_index("student")
+    assert list(fit["noise"]) == [0.4, 0.4] and fit.loc["resnet8", "right"] == pytest.approx(64.0)
+    r8, wrn = fit.loc["resnet8"], fit.loc["wrn16_2"]
+    assert r8["seeds"] == [0, 1] and r8["train_acc"] == pytest.approx(49.0) and not r8["fits_wrong"]
+    assert r8["best_minus_final"] == pytest.approx(0.3) and r8["acc"] == pytest.approx(65.5)
+    assert r8["clean_acc"] == pytest.approx(77.0)
+    assert wrn["fits_wrong"] and wrn["best_minus_final"] == pytest.approx(5.0) and math.isnan(wrn["clean_acc"])
+    assert analysis.right_label_share(0.6, 100) == pytest.approx(40.6)

@@ -206,3 +206,17 @@ def test_the_schedule_ablation_is_labelled_by_its_grids_epochs_and_precision(mon
     assert "Training the baseline for ONE's 90 epochs instead of 60" in text and "different precisions" not in text
 
 
+
+
+def test_the_label_noise_page_says_whether_the_baseline_memorised_the_wrong_labels():
+    fit = pd.DataFrame([dict(dataset="cifar10", student="resnet8", noise=0.4, seeds=[0], train_acc=48.3, right=64.0,
+                             fits_wrong=False, best_minus_final=0.26, acc=65.27, clean_acc=75.92),
+                        dict(dataset="cifar10", student="wrn16_2", noise=0.4, seeds=[0, 1], train_acc=90.0, right=64.0,
+                             fits_wrong=True, best_minus_final=5.0, acc=60.0, clean_acc=float("nan"))])
+    theirs = pd.DataFrame(dict(method=["baseline"] * 2, noise=[0.0, 0.4], mean=[93.95, 64.47]))
+    text = pages.noise_fit_text(fit, theirs)
+    assert "**ResNet-8, σ = 0.4** (seed 0): the baseline ends at 48.3 % training accuracy" in text
+    assert "below the 64.0 % of them that are right" in text and "no sign that it memorised" in text
+    assert "10.65 points below the clean baseline of the same seeds; the paper's WRN-16-2 baseline falls 29.48" in text
+    assert "(seeds 0, 1)" in text and "fits at least 26.0 % of the labels that are wrong" in text
+    assert pages.noise_fit_text(fit.iloc[:0], theirs) == ""

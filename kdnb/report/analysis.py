@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdnb.data import NUM_CLASSES
 from kdnb.methods import METHODS
 from kdnb.report import paper
 
@@ -343,6 +344,53 @@ def curves(runs: pd.DataFrame, hist: pd.DataFrame | None = None) -> pd.DataFrame
     h["epoch"] = h["epoch"].astype(int)
     h["setting"] = setting_labels(h)
     return h.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Label noise (Table V): did the baseline fit the wrong labels?
+
+
+def right_label_share(noise: float, num_classes: int) -> float:
+    """The share (%) of training labels that are still right after symmetric noise at rate ``noise``: a
+    redrawn label keeps its class with probability 1/K (``kdnb.data.symmetric_label_noise``)."""
+    return 100.0 * (1.0 - noise * (num_classes - 1) / num_classes)
+
+
+def noise_fit(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, student, noise > 0) of the finished baselines in ``runs``: their ``seeds``; ``train_acc``, the
+    last epoch's training accuracy against the noisy labels (mean over seeds); ``right``, the share of labels
+    that are right (``right_label_share``); ``fits_wrong``, whether ``train_acc`` exceeds it, which only a
+    network that fits some wrong labels can do (it is the accuracy of one that predicts every true class);
+    ``best_minus_final``, how far the final test accuracy fell below the best epoch's (memorising noise
+    shows as a late fall); ``acc`` and ``clean_acc``, the final test accuracy at this noise rate and at
+    σ = 0 on the same seeds (NaN without a clean partner)."""
+    cols = ["dataset", "student", "noise", "seeds", "train_acc", "right", "fits_wrong", "best_minus_final", "acc",
+            "clean_acc"]
+    st = students(runs)
+    base = st[(st["method"] == "baseline") & st["imbalance"].isna()] if not st.empty else st
+    if base.empty:
+        return pd.DataFrame(columns=cols)
+    base = base.assign(train_acc=[_last_train_acc(h) for h in base["history"]] if "history" in base else math.nan)
+    rows = []
+    for (ds, student, noise), g in base[base["noise"] > 0].groupby(["dataset", "student", "noise"]):
+        clean = base[(base["dataset"] == ds) & (base["student"] == student) & (base["noise"] == 0)
+                     & base["seed"].isin(g["seed"])]
+        paired = g[g["seed"].isin(clean["seed"])]
+        right = right_label_share(float(noise), NUM_CLASSES.get(ds, 10))
+        train = float(g["train_acc"].mean())
+        rows.append(dict(dataset=ds, student=student, noise=float(noise), seeds=sorted(g["seed"]), train_acc=train,
+                         right=right, fits_wrong=bool(train > right) if pd.notna(train) else None,
+                         best_minus_final=float((g["best_acc"] - g["final_acc"]).mean()),
+                         acc=float(g["final_acc"].mean()),
+                         clean_acc=float(clean["final_acc"].mean()) if len(paired) == len(g) else math.nan))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _last_train_acc(hist: Any) -> float:
+    """The training accuracy of a record's last epoch (NaN when its history has none)."""
+    accs = [h.get("train_acc") for h in hist] if isinstance(hist, list) else []
+    accs = [a for a in accs if a is not None]
+    return float(accs[-1]) if accs else math.nan
 
 
 # ---------------------------------------------------------------------------------------------
