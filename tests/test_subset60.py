@@ -149,7 +149,7 @@ ABLATIONS = sorted((PDIR / "ablations").glob("*.yaml"))
 @pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
 def test_ablation_runs_are_the_files_own_finished_traceable_and_seed_major(path):
     """Each ablation file's store holds its finished runs in the file's epochs and precision, made from clean
-    commits, its seeds finished in order; the reference file's runs are the main grid's baselines."""
+    commits, its seeds finished in order; a reference file's runs are the main grids' finished runs."""
     p = load_params(str(path))
     study = Study(load_params(str(path), store=str(ROOT / p.store)))
     st = study.status()
@@ -161,6 +161,7 @@ def test_ablation_runs_are_the_files_own_finished_traceable_and_seed_major(path)
         r = study.store.read_or_none(rid)
         assert r["config"]["epochs"] == p.epochs and r["config"]["precision"] == p.precision, rid
         assert all("dirty" not in s["code_version"] for s in r["segments"]), rid
-    if p.store == "results/subset60":
-        main = set(_study(PDIR / "generalization.yaml").status()["run_id"])
-        assert set(st["run_id"]) <= main and done == p.seeds, "the reference is the main grid's finished baselines"
+    if p.store == "results/subset60":  # a reference: runs of the profile's own grids, all finished
+        main = set().union(*(_study(PDIR / f"{s}.yaml").status()["run_id"]
+                             for s in ("generalization", "label_noise", "imbalance")))
+        assert set(st["run_id"]) <= main and done == p.seeds, "the reference is the main grids' finished runs"
