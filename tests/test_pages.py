@@ -201,7 +201,7 @@ def test_the_schedule_ablation_is_labelled_by_its_grids_epochs_and_precision(mon
     seeds = row["seeds"]  # the committed control seeds; the pair's means and ONE's gain are on them alone
     on = main[(main["role"] == "student") & main["seed"].isin(seeds)].groupby("method")["final_acc"].mean()
     assert seeds and row["b"] == pytest.approx(on["baseline"])  # the reference: the main grid's baselines
-    assert row["one_same_seeds"]["mean"] == pytest.approx(on["one"] - on["baseline"])
+    assert row["context_same_seeds"]["mean"] == pytest.approx(on["one"] - on["baseline"])
     text = pages.ablations_text(abl, absent, "bf16")
     assert "Training the baseline for ONE's 90 epochs instead of 60" in text and "different precisions" not in text
 
@@ -220,3 +220,27 @@ def test_the_label_noise_page_says_whether_the_baseline_memorised_the_wrong_labe
     assert "10.65 points below the clean baseline of the same seeds; the paper's WRN-16-2 baseline falls 29.48" in text
     assert "(seeds 0, 1)" in text and "fits at least 26.0 % of the labels that are wrong" in text
     assert pages.noise_fit_text(fit.iloc[:0], theirs) == ""
+
+
+def test_the_dml_temperature_ablation_belongs_to_the_imbalance_page_and_reads_its_cell(tmp_path):
+    """The imbalance page's ablation pairs DML with DML in the γ = 1 cell only; its context is the grid's DML −
+    baseline there, and its text says how much of DML's loss the lower temperature wins back."""
+    def runs(method, accs, imbalance):
+        return pd.DataFrame([dict(run_id=f"{method}{imbalance}{s}", role="student", status="done", method=method,
+                                  student="resnet8", seed=s, noise=0.0, imbalance=imbalance, final_acc=a)
+                             for s, a in enumerate(accs)])
+
+    main = pd.concat([runs("baseline", [68.0, 69.0], 1.0), runs("dml", [61.0, 63.0], 1.0),
+                      runs("baseline", [76.0, 77.0], float("nan")), runs("dml", [75.0, 75.0], float("nan"))],
+                     ignore_index=True)
+    (tmp_path / "ablations").mkdir()
+    abl, absent = pages.ablations(tmp_path, main, "imbalance")
+    assert absent == ["this profile does not define the DML temperature ablation (`dml_temperature.yaml`, "
+                      "`dml_reference.yaml`)"]  # and nothing of the generalization page's ablations
+    context = abl.iloc[0]
+    assert context["ablation"] == "DML − baseline, main grid (γ = 1)" and context["mean"] == pytest.approx(-6.5)
+    row = dict(file="dml_temperature.yaml", ablation="DML, T = 1 − T = 4 (γ = 1)", mean=5.2, n=2, lo=1.0, hi=9.4,
+               context_same_seeds=dict(mean=-6.5, n=2, lo=-9.0, hi=-4.0))
+    text = pages.ablations_text(pd.DataFrame([row]), [])
+    assert text.startswith("DML, T = 1 − T = 4 (γ = 1), on the same imbalanced set and seeds: +5.20 points")
+    assert "the grid's DML against the baseline on those seeds: -6.50 points" in text and "wins back 80% " in text

@@ -17,6 +17,7 @@ from IPython.display import HTML, Markdown
 
 from kdnb import store as store_mod
 from kdnb.data import NUM_CLASSES, imbalance_counts
+from kdnb.methods import METHODS
 from kdnb.report import paper, tables
 from kdnb.report.analysis import (
     ORDER,
@@ -24,6 +25,7 @@ from kdnb.report.analysis import (
     balanced,
     class_groups,
     column_label,
+    condition_label,
     gains,
     images_text,
     label,
@@ -698,26 +700,55 @@ def protocol_text(cells: pd.DataFrame, p: Params) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Ablations of the generalization grid (params/<profile>/ablations/*.yaml)
+# Ablations of a section's grid (params/<profile>/ablations/*.yaml)
 
-# (what it is, label, ablation file, its method, the reference's file, the reference's method, what the
-# contrast asks); a label or question names the two grids' epochs and precision as {a.epochs}, {b.epochs},
-# {a.precision}
+
+@dataclasses.dataclass(frozen=True)
+class Ablation:
+    """A control of one cell of a section's grid: ``file``'s ``method`` against ``ref``'s ``ref_method``, paired
+    by seed, with ``context``'s gain over the baseline of the page's grid on the same seeds beside it. The
+    cell is (``noise``, ``imbalance``) of the page's grid. ``label`` and ``question`` may name the two grids
+    as {a.epochs}, {b.precision}, … and the method arguments they train with as {a_args[T]}, {b_args[T]}."""
+
+    section: str
+    what: str
+    label: str
+    file: str
+    method: str
+    ref: str
+    ref_method: str
+    question: str
+    context: str
+    noise: float = 0.0
+    imbalance: float | None = None
+
+
 ABLATIONS = (
-    ("the BSS recipe ablation", "BSS, standard scheme − official recipe", "bss_standard.yaml", "bss",
-     "bss_official.yaml", "bss", "does BSS's recipe matter"),
-    ("the schedule ablation", "Baseline, {a.epochs} − {b.epochs} epochs ({a.precision})", "schedule_control.yaml",
-     "baseline", "schedule_reference.yaml", "baseline",
-     "what ONE's {a.epochs}-epoch schedule alone gives the baseline"),
+    Ablation("generalization", "the BSS recipe ablation", "BSS, standard scheme − official recipe",
+             "bss_standard.yaml", "bss", "bss_official.yaml", "bss", "does BSS's recipe matter", "one"),
+    Ablation("generalization", "the schedule ablation", "Baseline, {a.epochs} − {b.epochs} epochs ({a.precision})",
+             "schedule_control.yaml", "baseline", "schedule_reference.yaml", "baseline",
+             "what ONE's {a.epochs}-epoch schedule alone gives the baseline", "one"),
+    Ablation("imbalance", "the DML temperature ablation",
+             "DML, T = {a_args[T]:g} − T = {b_args[T]:g} (γ = {a.imbalance[0]:g})", "dml_temperature.yaml", "dml",
+             "dml_reference.yaml", "dml",
+             "is DML's loss under imbalance its T²-weighted mutual term at T = {b_args[T]:g}", "dml", imbalance=1.0),
 )
 
 
-def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The ablations of ``ABLATIONS`` found in ``<params_dir>/ablations``, each as paired differences per seed
-    against its reference (``analysis.paired_between``) with both grids' epochs and precision, plus ONE −
-    baseline of the page's grid ``runs`` for context; and one line per ablation or run that is not there
-    (never an error). Each ablation file names its own store (the BSS pair keeps one with its teacher's
-    weights; a reference may be the main grid's store), relative to the working directory."""
+def _method_args(p: Params, method: str) -> dict[str, Any]:
+    """The arguments grid ``p`` trains ``method`` with: its defaults, then the grid's own."""
+    return {**METHODS[method].defaults, **p.method_args.get(method, {})}
+
+
+def ablations(params_dir: str | Path, runs: pd.DataFrame, section: str = "generalization"
+              ) -> tuple[pd.DataFrame, list[str]]:
+    """The ablations of ``section`` (``ABLATIONS``) found in ``<params_dir>/ablations``, each as paired
+    differences per seed against its reference (``analysis.paired_between``) with both grids' epochs and
+    precision and its context method's gain over the baseline of the page's grid ``runs`` on the same seeds,
+    then one row per context method with its gain on every seed; and one line per ablation or run that is
+    not there (never an error). Each ablation file names its own store (the BSS pair keeps one with its
+    teacher's weights; a reference may be the main grid's store), relative to the working directory."""
     folder, rows, absent = Path(params_dir) / "ablations", [], []
     if not folder.is_dir():
         absent.append(f"this profile defines no ablations (`{folder}`)")
@@ -732,25 +763,34 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame) -> tuple[pd.DataFrame,
                                       zip(lack["method"], lack["seed"], lack["state"], strict=True)) + ")")
         return study.params, study.results()
 
-    def cell(df: pd.DataFrame, method: str) -> pd.DataFrame:
+    def cell(df: pd.DataFrame, method: str, a: Ablation) -> pd.DataFrame:
         st = students(df)
-        return st[(st["method"] == method) & (st["noise"] == 0) & st["imbalance"].isna()] if not st.empty else st
+        if st.empty:
+            return st
+        imb = st["imbalance"].isna() if a.imbalance is None else st["imbalance"] == a.imbalance
+        return st[(st["method"] == method) & (st["noise"] == a.noise) & imb]
 
-    one = paired_between(cell(runs, "one"), cell(runs, "baseline"))
-    for what, name, file, method, ref, ref_method, question in ABLATIONS:
-        lacking = [f for f in (file, ref) if not (folder / f).is_file()]
+    def gain(a: Ablation, seeds: Sequence[int] | None = None) -> dict[str, Any]:
+        pair = [cell(runs, m, a) for m in (a.context, "baseline")]
+        return paired_between(*(c[c["seed"].isin(seeds)] if seeds is not None and len(c) else c for c in pair))
+
+    own = [a for a in ABLATIONS if a.section == section]
+    for a in own:
+        lacking = [f for f in (a.file, a.ref) if not (folder / f).is_file()]
         if lacking:
             if folder.is_dir():
-                absent.append(f"this profile does not define {what} ({', '.join(f'`{f}`' for f in lacking)})")
+                absent.append(f"this profile does not define {a.what} ({', '.join(f'`{f}`' for f in lacking)})")
             continue
-        (pa, ra), (pb, rb) = grid(file), grid(ref)
-        r = paired_between(cell(ra, method), cell(rb, ref_method))
-        on = paired_between(*(c[c["seed"].isin(r["seeds"])] if len(c) else c for c in (cell(runs, "one"),
-                                                                                      cell(runs, "baseline"))))
-        rows.append({"ablation": name.format(a=pa, b=pb), "question": question.format(a=pa, b=pb), "file": file,
+        (pa, ra), (pb, rb) = grid(a.file), grid(a.ref)
+        r = paired_between(cell(ra, a.method, a), cell(rb, a.ref_method, a))
+        names_ = dict(a=pa, b=pb, a_args=_method_args(pa, a.method), b_args=_method_args(pb, a.ref_method))
+        rows.append({"ablation": a.label.format(**names_), "question": a.question.format(**names_), "file": a.file,
                      "epochs": (pa.epochs, pb.epochs), "precision": (pa.precision, pb.precision), **r,
-                     "one_same_seeds": on})
-    rows.append({"ablation": "ONE − baseline, main grid", "question": "ONE's gain, for context", "file": "", **one})
+                     "context": a.context, "context_same_seeds": gain(a, r["seeds"])})
+    for a in {(a.context, a.noise, a.imbalance): a for a in own}.values():
+        where = "" if a.imbalance is None and not a.noise else f" ({condition_label(a.noise, a.imbalance)})"
+        rows.append({"ablation": f"{label(a.context)} − baseline, main grid{where}", "file": "",
+                     "question": f"{label(a.context)}'s gain, for context", **gain(a)})
     return pd.DataFrame(rows), list(dict.fromkeys(absent))
 
 
@@ -764,21 +804,31 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | No
 
     by = {r["file"]: r for r in abl.to_dict("records")}
     out = []
-    bss = by.get(ABLATIONS[0][2])
+    bss = by.get("bss_standard.yaml")
     if bss is not None:
         out.append(f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
                    f"(retrained with the main grid's teacher config in the ablation's own store): {iv(bss)}.")
-    longer = by.get(ABLATIONS[1][2])
+    longer = by.get("schedule_control.yaml")
     if longer is not None:
         (e_long, e_std), (prec, _) = longer["epochs"], longer["precision"]
         text = f"Training the baseline for ONE's {e_long} epochs instead of {e_std}: {iv(longer)}"
-        one = longer["one_same_seeds"]  # ONE − baseline of the main grid on the ablation's seeds
+        one = longer["context_same_seeds"]  # ONE − baseline of the main grid on the ablation's seeds
         if one["n"] and longer["n"] and one["mean"]:
             share = longer["mean"] / one["mean"]
             text += (f"; ONE's own gain over the {e_std}-epoch baseline on the same seeds is {iv(one)}, so the "
                      f"longer schedule alone gives {share:.0%} of it")
             if precision and precision != prec:
                 text += f" (the two are in different precisions, {prec} and {precision})"
+        out.append(text + ".")
+    dml = by.get("dml_temperature.yaml")
+    if dml is not None:
+        text = f"{dml['ablation']}, on the same imbalanced set and seeds: {iv(dml)}"
+        base = dml["context_same_seeds"]  # DML (the grid's temperature) − baseline on the ablation's seeds
+        if base["n"] and dml["n"]:
+            text += f"; the grid's DML against the baseline on those seeds: {iv(base)}"
+            if base["mean"] < 0 < dml["mean"]:
+                text += (f", so the lower temperature wins back {dml['mean'] / -base['mean']:.0%} of "
+                         "DML's loss")
         out.append(text + ".")
     if absent:
         out.append("Not shown: " + "; ".join(absent) + ".")
