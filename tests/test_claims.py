@@ -257,3 +257,19 @@ def test_what_the_seeds_resolve_is_told_per_seed_count_of_each_cell():
     q = t975(df)
     assert df == 2 and f"{q * math.sqrt(var) * math.sqrt(2 / 2):.2f} points with 2 seeds (ResNet-8 clean; " in text
     assert f"{q * math.sqrt(var) * math.sqrt(2):.2f} points with 1 seed (ResNet-8 γ = 1)." in text
+
+
+def test_the_summary_says_which_stores_baselines_memorised_the_wrong_labels():
+    runs = _store({("baseline", "resnet8", 0.0, None): [76.0], ("baseline", "resnet8", 0.4, None): [65.0]})
+    runs["best_acc"] = runs["final_acc"] + [0.0, 0.3]
+    runs["history"] = [[{"epoch": 60, "train_acc": 82.0}], [{"epoch": 60, "train_acc": 48.0}]]
+    wrn = runs.assign(student="wrn16_2", history=[[{"train_acc": 99.0}], [{"train_acc": 95.0}]])
+    regs = [claims.Regime(p, [], r, r, claims.Evidence("x", {}), 1.0, 1, None)
+            for p, r in (("subset60", runs), ("paper", wrn))]
+    text = claims.memorisation_text(regs)
+    assert "- **subset60 (results/subset60)**, ResNet-8 at σ = 0.4: the baseline ends at 48.0 % training " \
+           "accuracy on labels of which 64.0 % are right, and its final test accuracy is 0.30 below its best " \
+           "epoch's: it shows no sign of memorising them." in text
+    assert "WRN-16-2 at σ = 0.4" in text and "it fits at least 31.0 % of its labels that are wrong" in text
+    assert claims.memorisation_text(regs[:0]) == "" and claims.memorisation_text(
+        [claims.Regime("mini", [], runs.iloc[:1], runs.iloc[:1], claims.Evidence("x", {}), 1.0, 1, None)]) == ""
