@@ -828,7 +828,7 @@ def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | No
             text += f"; the grid's DML against the baseline on those seeds: {iv(base)}"
             if base["mean"] < 0 < dml["mean"]:
                 text += (f", so the lower temperature wins back {dml['mean'] / -base['mean']:.0%} of "
-                         "DML's loss")
+                         f"DML's loss and leaves DML {dml['mean'] + base['mean']:+.2f} points from the baseline")
         out.append(text + ".")
     if absent:
         out.append("Not shown: " + "; ".join(absent) + ".")
