@@ -268,8 +268,8 @@ def test_the_summary_says_which_stores_baselines_memorised_the_wrong_labels():
             for p, r in (("subset60", runs), ("paper", wrn))]
     text = claims.memorisation_text(regs)
     assert "- **subset60 (results/subset60)**, ResNet-8 at σ = 0.4: the baseline ends at 48.0 % training " \
-           "accuracy on labels of which 64.0 % are right, and its final test accuracy is 0.30 below its best " \
-           "epoch's: it shows no sign of memorising them." in text
-    assert "WRN-16-2 at σ = 0.4" in text and "it fits at least 31.0 % of its labels that are wrong" in text
+           "accuracy on its noisy labels, below the 64.0 % of them that are right, and its final test accuracy " \
+           "is 0.30 below its best epoch's: no sign that it memorised the wrong labels." in text
+    assert "WRN-16-2 at σ = 0.4" in text and "it fits at least 31.0 % of the labels that are wrong" in text
     assert claims.memorisation_text(regs[:0]) == "" and claims.memorisation_text(
         [claims.Regime("mini", [], runs.iloc[:1], runs.iloc[:1], claims.Evidence("x", {}), 1.0, 1, None)]) == ""

@@ -245,3 +245,17 @@ def test_the_dml_temperature_ablation_belongs_to_the_imbalance_page_and_reads_it
     assert text.startswith("DML, T = 1 − T = 4 (γ = 1), on the same imbalanced set and seeds: +5.20 points")
     assert "the grid's DML against the baseline on those seeds: -6.50 points" in text
     assert "wins back 80% of DML's loss and leaves DML -1.30 points from the baseline" in text
+
+
+def test_a_new_ablation_is_one_entry_whose_own_sentence_the_page_prints(tmp_path, monkeypatch):
+    """An ``Ablation`` carries its sentence: adding one to ``ABLATIONS`` is all the text needs, and rows of
+    files that no entry names (the context rows) add nothing."""
+    def say(r, precision):
+        return f"Mine: {r['mean']:+.1f} in {precision}."
+
+    mine = pages.Ablation("generalization", "my control", "Mine", "mine.yaml", "hinton", "ref.yaml", "hinton",
+                          "does it matter", "hinton", say)
+    monkeypatch.setattr(pages, "ABLATIONS", (*pages.ABLATIONS, mine))
+    rows = pd.DataFrame([dict(file="mine.yaml", mean=1.3), dict(file="", mean=9.0)])
+    assert pages.ablations_text(rows, [], "fp32") == "Mine: +1.3 in fp32."
+    assert pages.ablations_text(rows.iloc[1:], ["x"]) == "Not shown: x."

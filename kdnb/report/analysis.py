@@ -386,6 +386,16 @@ def noise_fit(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def memorisation_clause(fit: Any) -> str:
+    """One row of ``noise_fit`` that has a training accuracy, in words: the baseline's training accuracy on its
+    noisy labels beside the share that is right, its fall from its best epoch, and what they say."""
+    verdict = (f"it fits at least {fit.train_acc - fit.right:.1f} % of the labels that are wrong" if fit.fits_wrong
+               else "no sign that it memorised the wrong labels")
+    return (f"the baseline ends at {fit.train_acc:.1f} % training accuracy on its noisy labels, "
+            f"{'above' if fit.fits_wrong else 'below'} the {fit.right:.1f} % of them that are right, and its final "
+            f"test accuracy is {fit.best_minus_final:.2f} below its best epoch's: {verdict}")
+
+
 def _last_train_acc(hist: Any) -> float:
     """The training accuracy of a record's last epoch (NaN when its history has none)."""
     accs = [h.get("train_acc") for h in hist] if isinstance(hist, list) else []

@@ -36,6 +36,7 @@ from kdnb.report.analysis import (
     balanced,
     condition_label,
     label,
+    memorisation_clause,
     model_order,
     names,
     noise_fit,
@@ -928,12 +929,8 @@ def memorisation_text(regs: Sequence[Regime]) -> str:
         for f in noise_fit(r.runs).itertuples(index=False):
             if pd.isna(f.train_acc):
                 continue
-            sign = (f"fits at least {f.train_acc - f.right:.1f} % of its labels that are wrong" if f.fits_wrong else
-                    "shows no sign of memorising them")
             lines.append(f"- **{STORE_NAMES.get(r.profile, r.profile)}**, {label(f.student)} at σ = {f.noise:g}: "
-                         f"the baseline ends at {f.train_acc:.1f} % training accuracy on labels of which "
-                         f"{f.right:.1f} % are right, and its final test accuracy is {f.best_minus_final:.2f} "
-                         f"below its best epoch's: it {sign}.")
+                         f"{memorisation_clause(f)}.")
     if not lines:
         return ""
     return ("**Label noise, memorised or not.** §IV-B rests on networks memorising wrong labels; a store whose "

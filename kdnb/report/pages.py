@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from kdnb.report.analysis import (
     gains,
     images_text,
     label,
+    memorisation_clause,
     minority_classes,
     model_order,
     names,
@@ -304,11 +305,7 @@ def noise_fit_text(fit: pd.DataFrame, theirs: pd.DataFrame) -> str:
         if pd.isna(r.train_acc):
             lines.append(head + "the records keep no training accuracy.")
             continue
-        verdict = (f"it fits at least {r.train_acc - r.right:.1f} % of the labels that are wrong" if r.fits_wrong
-                   else "no sign that it memorised the wrong labels")
-        text = (f"{head}the baseline ends at {r.train_acc:.1f} % training accuracy on its noisy labels, "
-                f"{'above' if r.fits_wrong else 'below'} the {r.right:.1f} % of them that are right, and its final "
-                f"test accuracy is {r.best_minus_final:.2f} below its best epoch's: {verdict}.")
+        text = f"{head}{memorisation_clause(r)}."
         if pd.notna(r.clean_acc):
             text += f" It is {r.clean_acc - r.acc:.2f} points below the clean baseline of the same seeds"
             if 0.0 in pb.index and r.noise in pb.index:
@@ -703,12 +700,50 @@ def protocol_text(cells: pd.DataFrame, p: Params) -> str:
 # Ablations of a section's grid (params/<profile>/ablations/*.yaml)
 
 
+def _interval(r: Mapping[str, Any]) -> str:
+    """A paired difference of ``analysis.paired_between`` in words: its mean, 95 % interval and seeds."""
+    if not r["n"]:
+        return "no pair of seeds yet"
+    ci = "" if pd.isna(r["lo"]) else f" (95 % CI {r['lo']:+.2f} to {r['hi']:+.2f})"
+    return f"{r['mean']:+.2f} points{ci} over {_n(int(r['n']), 'seed')}"
+
+
+def _bss_recipe_sentence(r: Mapping[str, Any], precision: str | None) -> str:
+    return (f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
+            f"(retrained with the main grid's teacher config in the ablation's own store): {_interval(r)}.")
+
+
+def _schedule_sentence(r: Mapping[str, Any], precision: str | None) -> str:
+    (e_long, e_std), (prec, _) = r["epochs"], r["precision"]
+    text = f"Training the baseline for ONE's {e_long} epochs instead of {e_std}: {_interval(r)}"
+    one = r["context_same_seeds"]  # ONE − baseline of the main grid on the ablation's seeds
+    if one["n"] and r["n"] and one["mean"]:
+        text += (f"; ONE's own gain over the {e_std}-epoch baseline on the same seeds is {_interval(one)}, so the "
+                 f"longer schedule alone gives {r['mean'] / one['mean']:.0%} of it")
+        if precision and precision != prec:
+            text += f" (the two are in different precisions, {prec} and {precision})"
+    return text + "."
+
+
+def _dml_temperature_sentence(r: Mapping[str, Any], precision: str | None) -> str:
+    text = f"{r['ablation']}, on the same imbalanced set and seeds: {_interval(r)}"
+    base = r["context_same_seeds"]  # DML (the grid's temperature) − baseline on the ablation's seeds
+    if base["n"] and r["n"]:
+        text += f"; the grid's DML against the baseline on those seeds: {_interval(base)}"
+        if base["mean"] < 0 < r["mean"]:
+            text += (f", so the lower temperature wins back {r['mean'] / -base['mean']:.0%} of "
+                     f"DML's loss and leaves DML {r['mean'] + base['mean']:+.2f} points from the baseline")
+    return text + "."
+
+
 @dataclasses.dataclass(frozen=True)
 class Ablation:
     """A control of one cell of a section's grid: ``file``'s ``method`` against ``ref``'s ``ref_method``, paired
     by seed, with ``context``'s gain over the baseline of the page's grid on the same seeds beside it. The
     cell is (``noise``, ``imbalance``) of the page's grid. ``label`` and ``question`` may name the two grids
-    as {a.epochs}, {b.precision}, … and the method arguments they train with as {a_args[T]}, {b_args[T]}."""
+    as {a.epochs}, {b.precision}, … and the method arguments they train with as {a_args[T]}, {b_args[T]}.
+    ``sentence`` says what its row of ``ablations`` shows, given the main grid's precision. A new control
+    is one entry of ``ABLATIONS`` and its two files."""
 
     section: str
     what: str
@@ -719,20 +754,23 @@ class Ablation:
     ref_method: str
     question: str
     context: str
+    sentence: Callable[[Mapping[str, Any], str | None], str]
     noise: float = 0.0
     imbalance: float | None = None
 
 
 ABLATIONS = (
     Ablation("generalization", "the BSS recipe ablation", "BSS, standard scheme − official recipe",
-             "bss_standard.yaml", "bss", "bss_official.yaml", "bss", "does BSS's recipe matter", "one"),
+             "bss_standard.yaml", "bss", "bss_official.yaml", "bss", "does BSS's recipe matter", "one",
+             _bss_recipe_sentence),
     Ablation("generalization", "the schedule ablation", "Baseline, {a.epochs} − {b.epochs} epochs ({a.precision})",
              "schedule_control.yaml", "baseline", "schedule_reference.yaml", "baseline",
-             "what ONE's {a.epochs}-epoch schedule alone gives the baseline", "one"),
+             "what ONE's {a.epochs}-epoch schedule alone gives the baseline", "one", _schedule_sentence),
     Ablation("imbalance", "the DML temperature ablation",
              "DML, T = {a_args[T]:g} − T = {b_args[T]:g} (γ = {a.imbalance[0]:g})", "dml_temperature.yaml", "dml",
              "dml_reference.yaml", "dml",
-             "is DML's loss under imbalance its T²-weighted mutual term at T = {b_args[T]:g}", "dml", imbalance=1.0),
+             "is DML's loss under imbalance its T²-weighted mutual term at T = {b_args[T]:g}", "dml",
+             _dml_temperature_sentence, imbalance=1.0),
 )
 
 
@@ -795,41 +833,10 @@ def ablations(params_dir: str | Path, runs: pd.DataFrame, section: str = "genera
 
 
 def ablations_text(abl: pd.DataFrame, absent: Sequence[str], precision: str | None = None) -> str:
-    """What the ablations show (markdown), computed from ``ablations``; ``precision``: the main grid's."""
-    def iv(r: Mapping[str, Any]) -> str:
-        if not r["n"]:
-            return "no pair of seeds yet"
-        ci = "" if pd.isna(r["lo"]) else f" (95 % CI {r['lo']:+.2f} to {r['hi']:+.2f})"
-        return f"{r['mean']:+.2f} points{ci} over {_n(int(r['n']), 'seed')}"
-
-    by = {r["file"]: r for r in abl.to_dict("records")}
-    out = []
-    bss = by.get("bss_standard.yaml")
-    if bss is not None:
-        out.append(f"BSS under the standard scheme instead of its official recipe, both trained on one teacher "
-                   f"(retrained with the main grid's teacher config in the ablation's own store): {iv(bss)}.")
-    longer = by.get("schedule_control.yaml")
-    if longer is not None:
-        (e_long, e_std), (prec, _) = longer["epochs"], longer["precision"]
-        text = f"Training the baseline for ONE's {e_long} epochs instead of {e_std}: {iv(longer)}"
-        one = longer["context_same_seeds"]  # ONE − baseline of the main grid on the ablation's seeds
-        if one["n"] and longer["n"] and one["mean"]:
-            share = longer["mean"] / one["mean"]
-            text += (f"; ONE's own gain over the {e_std}-epoch baseline on the same seeds is {iv(one)}, so the "
-                     f"longer schedule alone gives {share:.0%} of it")
-            if precision and precision != prec:
-                text += f" (the two are in different precisions, {prec} and {precision})"
-        out.append(text + ".")
-    dml = by.get("dml_temperature.yaml")
-    if dml is not None:
-        text = f"{dml['ablation']}, on the same imbalanced set and seeds: {iv(dml)}"
-        base = dml["context_same_seeds"]  # DML (the grid's temperature) − baseline on the ablation's seeds
-        if base["n"] and dml["n"]:
-            text += f"; the grid's DML against the baseline on those seeds: {iv(base)}"
-            if base["mean"] < 0 < dml["mean"]:
-                text += (f", so the lower temperature wins back {dml['mean'] / -base['mean']:.0%} of "
-                         f"DML's loss and leaves DML {dml['mean'] + base['mean']:+.2f} points from the baseline")
-        out.append(text + ".")
+    """What the ablations show (markdown), computed from ``ablations``: each ablation's own sentence
+    (``Ablation.sentence``), then what is not shown; ``precision``: the main grid's."""
+    by_file = {a.file: a for a in ABLATIONS}
+    out = [by_file[r["file"]].sentence(r, precision) for r in abl.to_dict("records") if r["file"] in by_file]
     if absent:
         out.append("Not shown: " + "; ".join(absent) + ".")
     return " ".join(out) or "No ablation is defined for this profile."
