@@ -396,6 +396,27 @@ def test_auto_takes_all_of_subset60_once_it_holds_everything(tmp_path):
         "epochs, seeds 0, 1)" in html
 
 
+def test_auto_takes_each_pages_ablations_from_that_pages_profile(tmp_path):
+    """An ablation pairs with its page's grid, so it comes from the profile that page comes from: never
+    subset60's DML ablation beside mini's imbalance grid."""
+    from kdnb.report.book import auto_params
+
+    root = _two_profiles(tmp_path)
+    (root / "params" / "subset60" / "ablations").mkdir()
+    for name in ("dml_temperature.yaml", "dml_reference.yaml", "schedule_control.yaml", "schedule_reference.yaml"):
+        (root / "params" / "subset60" / "ablations" / name).write_text(f"# subset60's {name}\n")
+    _copy_runs(root, "teachers")
+    _copy_runs(root, "generalization", seeds={0})
+    chosen = auto_params(root)
+    assert chosen["generalization"][0] == "subset60" and chosen["imbalance"][0] == "mini"
+    out = root / "build" / "params" / "auto" / "ablations"
+    assert sorted(p.name for p in out.iterdir()) == ["schedule_control.yaml", "schedule_reference.yaml"]
+    assert (out / "schedule_control.yaml").read_text() == "# subset60's schedule_control.yaml\n"
+    _copy_runs(root, "imbalance")
+    auto_params(root)
+    assert (out / "dml_temperature.yaml").is_file()
+
+
 def test_page_runs_name_teachers_trained_epochs_and_cpu(tmp_path):
     from kdnb.report.book import page_runs
 

@@ -278,7 +278,7 @@ def auto_params(root: Path, out: Path | None = None) -> dict[str, tuple[str, lis
     """Write the params files of ``--profile auto`` to ``out`` (default ``build/params/auto``): for each
     section, the file of the first profile of ``FIDELITY`` that has at least one complete seed
     (``complete_seeds``), restricted to those seeds, else mini's as it is; the summary page's is mini's, and
-    the generalization page's ablations come with its profile. Returns section -> (profile, seeds)."""
+    each page's ablations (``pages.ABLATIONS``) come from its own profile. Returns section -> (profile, seeds)."""
     out = out or root / "build" / "params" / AUTO
     if out.exists():
         shutil.rmtree(out)
@@ -299,12 +299,22 @@ def auto_params(root: Path, out: Path | None = None) -> dict[str, tuple[str, lis
                 f"runs are all in {d['store']}" if seeds is not None else "") + "\n")
         (out / f"{section}.yaml").write_text(note + yaml.safe_dump(d, sort_keys=False))
         chosen[section] = (profile, list(d["seeds"]))
-        if section == NOTEBOOKS["01-generalization"] and (src.parent / "ablations").is_dir():
-            shutil.copytree(src.parent / "ablations", out / "ablations")
+        for name in ablation_files(section):  # a page's ablations pair with its own grid: same profile
+            if (src.parent / "ablations" / name).is_file():
+                (out / "ablations").mkdir(exist_ok=True)
+                shutil.copy2(src.parent / "ablations" / name, out / "ablations" / name)
     summary = root / "params" / FIDELITY[-1] / f"{NOTEBOOKS[SUMMARY_PAGE]}.yaml"
     if summary.is_file():
         shutil.copy2(summary, out / summary.name)
     return chosen
+
+
+def ablation_files(section: str) -> list[str]:
+    """The files of the ablations shown on ``section``'s page (``pages.ABLATIONS``): each control and its
+    reference."""
+    from kdnb.report.pages import ABLATIONS
+
+    return [f for a in ABLATIONS if a.section == section for f in (a.file, a.ref)]
 
 
 def auto_banner(chosen: dict[str, tuple[str, list[int]]], root: Path) -> str:
