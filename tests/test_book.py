@@ -431,6 +431,23 @@ def test_page_runs_name_teachers_trained_epochs_and_cpu(tmp_path):
     assert gen.loc[("teacher", "baseline", 0), "epochs"] == 32
 
 
+def test_the_summary_pages_runs_are_those_of_every_store_it_reads(tmp_path):
+    """The summary page reads every committed store (``claims.regimes``), so its CSV lists the students of
+    each, naming the profile; a smoke build reads smoke's alone."""
+    from kdnb.report.book import page_runs, summary_runs
+
+    root = _two_profiles(tmp_path)
+    mini = page_runs("summary", root / "params" / "mini", root)
+    runs = summary_runs("auto", root)
+    assert set(runs["profile"]) == {"mini"} and len(runs) == len(mini) > 0
+    _copy_runs(root, "generalization", seeds={0})
+    runs = summary_runs("mini", root)
+    sub = runs[runs["profile"] == "subset60"]
+    assert len(sub) == 12 and set(sub["seed"]) == {0} and set(sub["role"]) == {"student"}
+    assert len(runs[runs["profile"] == "mini"]) == len(mini)
+    assert summary_runs("smoke", root).empty  # no smoke profile in this checkout: nothing, never an error
+
+
 def test_with_provenance_fills_the_cpu_from_the_segments(tmp_path):
     from kdnb.report.pages import with_provenance
 

@@ -252,6 +252,20 @@ def page_runs(name: str, pdir: Path, root: Path):
     return df.assign(in_paper=df["method"].isin(paper.METHODS)).reset_index(drop=True)  # False: a plugin's
 
 
+def summary_runs(profile: str, root: Path):
+    """The runs the summary page reads: the students of every committed store (``claims.regimes``: the
+    paper's protocol, subset60, mini), each row naming its ``profile``; a build of another profile (smoke)
+    reads its own store only."""
+    import pandas as pd
+
+    from kdnb.report.claims import REGIMES
+
+    profiles = [p for p in REGIMES if (root / "params" / p).is_dir()] if profile in (AUTO, *REGIMES) else [profile]
+    frames = [page_runs(SUMMARY_PAGE, root / "params" / p, root).assign(profile=p) for p in profiles]
+    found = [f for f in frames if len(f)]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["run_id", "role", "profile"])
+
+
 # --- --profile auto: each results page from the most faithful profile that holds it --------------------
 
 
@@ -344,8 +358,8 @@ def _link_runs(notebook: Path, csv: str, n_runs: int) -> None:
                if c.cell_type == "markdown" and any(s.startswith("# ") for s in c.source.splitlines())), 0)
     text = (f"**Runs of this page:** {{download}}`{csv} <data/{csv}>`, {n_runs} run{'' if n_runs == 1 else 's'}, "
             "one row per run: its configuration, final and best test accuracy, wall time, device and code "
-            "version (the columns of `kdnb.store.load`, `role`, and `in_paper`: false for a method the paper "
-            "does not have).")
+            "version (the columns of `kdnb.store.load`, `role`, `in_paper`: false for a method the paper "
+            "does not have, and on the summary page `profile`, the store each run comes from).")
     nb.cells.insert(at, nbformat.v4.new_markdown_cell(text, id="kdnb-runs-csv"))
     nbformat.write(nb, notebook)
 
@@ -390,7 +404,7 @@ def assemble(profile: str, executed: Path, site: Path, root: Path, html: str | N
     shutil.copytree(root / "book" / "_static", site / "book" / "_static")
     for n in NOTEBOOKS:
         shutil.copy2(executed / f"{n}.ipynb", site / "book" / f"{n}.ipynb")
-        runs = page_runs(n, dirs[n], root)
+        runs = summary_runs(profile, root) if n == SUMMARY_PAGE else page_runs(n, dirs[n], root)
         runs.to_csv(site / "book" / "data" / f"{n}-runs.csv", index=False)
         _link_runs(site / "book" / f"{n}.ipynb", f"{n}-runs.csv", len(runs))
 
