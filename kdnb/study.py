@@ -45,9 +45,9 @@ def check_bf16(precision: str, device: str | None, allow_emulated: bool = False)
     0.12x of the conventional fp32 loop, against 1.46x and 1.29x for kdnb in fp32: about 10x slower.
     """
     from kdnb.store import cpu_name, native_bf16
-    from kdnb.train import resolve_device
+    from kdnb.train import parse_device
 
-    if precision != "bf16" or resolve_device(device).type != "cpu" or native_bf16():
+    if precision != "bf16" or parse_device(device).type != "cpu" or native_bf16():
         return
     msg = (f"precision bf16 on this CPU ({cpu_name()}, no native bf16) runs about 10x slower than fp32 "
            f"(kdnb bench); use precision fp32 (another run id) or allow it with --allow-emulated-bf16")
@@ -121,6 +121,9 @@ class Params:
             raise ConfigError(f"unknown executor {p.executor!r}; valid: {', '.join(EXECUTORS)}")
         if not isinstance(p.workers, int) or isinstance(p.workers, bool) or not 1 <= p.workers <= 10000:
             raise ConfigError(f"workers {p.workers!r} must be an integer in [1, 10000]")
+        from kdnb.train import parse_device
+
+        parse_device(p.device)  # its form; whether this machine has it is asked where it trains
         return p
 
     def teacher_of(self, student: str) -> str:

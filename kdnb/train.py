@@ -46,10 +46,32 @@ def _fault_epoch(method: str) -> int | None:
     return (int(epoch) if epoch else 1) if name == method else None
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+DEVICES = "auto, cpu, cuda, cuda:<index>"  # the devices the loop is written and tested for
+
+
+def parse_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device a name means: ``auto`` (CUDA where there is one, else the CPU), ``cpu``, ``cuda`` or
+    ``cuda:<index>``; any other name is a ``ConfigError``. Checks the form only: a cluster's submit host may
+    lack the GPUs its jobs get."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {device!r}; valid: {DEVICES}")
+    return dev
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``parse_device``, and a ``ConfigError`` for a CUDA device this machine lacks."""
+    dev = parse_device(device)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if dev.type == "cuda" and (dev.index or 0) >= count:
+        raise ConfigError(f"device {str(device)!r}: this machine has {count} CUDA device{'' if count == 1 else 's'}; "
+                          f"valid here: auto, cpu" + (f", cuda:0 … cuda:{count - 1}" if count else ""))
+    return dev
 
 
 def load_model(store: Store, run_id: str, device: torch.device) -> nn.Module:
@@ -212,13 +234,14 @@ def train_run(cfg: RunConfig, store: Store, device: str | torch.device = "auto",
 
     if (rec := finished()) is not None:
         return rec
+    dev = resolve_device(device)  # before the lock: a device this machine lacks leaves the store untouched
     with store.lock(cfg.run_id) as held:
         if not held:
             return {"run_id": cfg.run_id, "status": "locked"}
         if (rec := finished()) is not None:  # finished by another process meanwhile
             return rec
         log.info("training run %s: %s %s seed %d", cfg.run_id, cfg.method, cfg.student, cfg.seed)
-        run = _setup(cfg, store, resolve_device(device), data_root, max_epochs)
+        run = _setup(cfg, store, dev, data_root, max_epochs)
         _resume(run)
         for si in range(run.stage, len(run.stages)):
             if run.epoch == 0 and _reuse(run, si):

@@ -32,6 +32,7 @@ def _err(capsys, argv) -> str:
     ({"imbalance": [0.0]}, "imbalance ratio 0.0"),
     ({"imbalance": [-1]}, "imbalance ratio -1"),
     ({"workers": 0}, "workers 0"),
+    ({"device": "tpu"}, "unknown device 'tpu'; valid: auto, cpu, cuda, cuda:<index>"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_params_exit_2_and_write_nothing(tmp_path, capsys, change, expect):
@@ -69,7 +70,26 @@ def test_train_flags_are_validated(tmp_path, capsys):
     assert "epochs 0" in _err(capsys, base + ["--epochs", "0"])
     assert "hinton" in _err(capsys, base + ["--method", "hinton"])  # needs a teacher
     assert "unknown method 'kd'" in _err(capsys, base + ["--method", "kd"])
+    assert "unknown device 'gpu0'" in _err(capsys, base + ["--device", "gpu0"])
+    assert "unknown device 'tpu'" in _err(capsys, ["bench", "--device", "tpu"])
     assert not store.exists()
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused_before_the_store_is_touched(tmp_path, capsys, monkeypatch):
+    """A GPU that is not there is a usage error naming what is (here: none); a study dispatched to a cluster
+    names CUDA on a submit host without one, so only its form is checked when the params file loads."""
+    import torch
+
+    from kdnb.study import load_params
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    store = tmp_path / "store"
+    line = _err(capsys, ["train", "--store", str(store), "--dataset", "synthetic", "--device", "cuda:1"])
+    assert line == ("kdnb: error: device 'cuda:1': this machine has 0 CUDA devices; valid here: auto, cpu")
+    assert not store.exists()
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({**GRID, "store": str(store), "device": "cuda", "executor": "slurm"}))
+    assert load_params(str(path)).device == "cuda"
 
 
 def test_argparse_errors_are_one_line_too(capsys):
