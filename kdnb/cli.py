@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from kdnb.config import ConfigError, RunConfig
 
@@ -125,6 +126,8 @@ def _study(a: argparse.Namespace) -> int:
         counts = st.groupby("state").size().to_dict()
         print(st.drop(columns=["run_id"]).to_string(index=False))
         print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        if left := _time_left_text(study.time_left(st)):
+            print(left)
         return 0
     if not a.no_train and (params.executor != "local" or params.workers > 1):
         return dispatch(params, allow_emulated_bf16=a.allow_emulated_bf16, retry_failed=a.retry_failed,
@@ -134,6 +137,18 @@ def _study(a: argparse.Namespace) -> int:
     cols = ["role", "method", "student", "seed", "noise", "imbalance", "final_acc", "best_acc", "wall_s"]
     print(df[[c for c in cols if c in df]].to_string(index=False))
     return 0
+
+
+def _time_left_text(left: dict[str, Any]) -> str:
+    """``Study.time_left`` in one line (empty when nothing is left to train)."""
+    if not left["runs"] and not left["untimed"]:
+        return ""
+    text = (f"left to train: about {left['seconds'] / 3600:.1f} h of one process for {left['runs']} run"
+            f"{'' if left['runs'] == 1 else 's'} (the median wall time of this grid's finished runs of the same "
+            "method, student and condition, on the machines that made them; interrupted runs counted whole)")
+    if left["untimed"]:
+        text += f"; {left['untimed']} more with no finished run to time them by"
+    return text
 
 
 def _bench(a: argparse.Namespace) -> int:

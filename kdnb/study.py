@@ -276,6 +276,28 @@ class Study:
                 "seed": cfg.seed, "noise": cfg.data.noise, "imbalance": cfg.data.imbalance, "state": state,
                 "run_id": run_id}
 
+    def time_left(self, status: pd.DataFrame | None = None) -> dict[str, Any]:
+        """An estimate of the training time the grid's runs still need (those not done, failed or waiting on a
+        failed teacher), in seconds of one process: each run timed by the median ``wall_s`` of the grid's
+        finished runs of the same role, method, student and data condition, else of the same role, method
+        and student in any condition; on the machines that made those records, an interrupted run counted
+        whole. Returns ``seconds``, ``runs`` (timed) and ``untimed`` (no finished peer to time them by)."""
+        st = self.status() if status is None else status
+        st = st.assign(condition=[f"{n}/{g}" for n, g in zip(st["noise"], st["imbalance"], strict=True)])
+        done = st[st["state"].isin(("done", "stale"))]
+        wall = {r: (self.store.read_or_none(r) or {}).get("wall_s") for r in done["run_id"]}
+        done = done.assign(wall_s=pd.to_numeric(done["run_id"].map(wall))).dropna(subset=["wall_s"])
+        keys = (["role", "method", "student", "condition"], ["role", "method", "student"])
+        medians = [done.groupby(k)["wall_s"].median().to_dict() for k in keys]
+        todo = st[~st["state"].isin(("done", "stale", "failed", "teacher failed"))]
+        seconds, timed = 0.0, 0
+        for r in todo.to_dict("records"):
+            s = next((m[tuple(r[c] for c in k)] for k, m in zip(keys, medians, strict=True)
+                      if tuple(r[c] for c in k) in m), None)
+            if s is not None:
+                seconds, timed = seconds + s, timed + 1
+        return {"seconds": seconds, "runs": timed, "untimed": len(todo) - timed}
+
     def missing(self) -> pd.DataFrame:
         st = self.status()
         return st[~st.state.isin(["done", "stale"])]

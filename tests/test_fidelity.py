@@ -167,3 +167,37 @@ def test_a_teacher_without_weights_is_one_clear_error(tmp_path, capsys):
     assert cli.main(["study", str(path), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("kdnb: error:") and "model.pt" in err[0], err
+
+
+def test_time_left_times_each_missing_run_by_its_finished_peers(tmp_path, capsys):
+    """The estimate of what a grid still needs: a missing run costs the median wall time of the grid's finished
+    runs of its method and student in its condition, else in any condition; a method with no finished run
+    is counted apart. Read from a copy of the committed mini store with runs removed."""
+    import statistics
+
+    from kdnb.study import load_params
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "params" / "mini" / "label_noise.yaml"
+    store = Store(tmp_path / "store")
+    shutil.copytree(root / "results" / "mini", store.root)
+    study = Study(load_params(str(path), store=str(store.root)))
+    st = study.status()
+    assert study.time_left(st) == {"seconds": 0.0, "runs": 0, "untimed": 0}
+    st = st[st["role"] == "student"].assign(wall_s=lambda d: [store.read(r)["wall_s"] for r in d["run_id"]])
+
+    def runs(method, noise=None, seed=None):
+        return st[(st["method"] == method) & ((st["noise"] == noise) if noise is not None else True)
+                  & ((st["seed"] == seed) if seed is not None else True)]
+
+    gone = [runs("hinton", 0.4, seed=1), runs("baseline", 0.4), runs("dml")]
+    expect = runs("hinton", 0.4, seed=0)["wall_s"].iloc[0] + 2 * statistics.median(runs("baseline", 0.0)["wall_s"])
+    for r in [r for g in gone for r in g["run_id"]]:
+        shutil.rmtree(store.root / "runs" / r)
+    left = study.time_left()
+    assert left["runs"] == 3 and left["seconds"] == pytest.approx(expect) and left["untimed"] == len(gone[2]) == 4
+    capsys.readouterr()
+    assert cli.main(["study", str(path), "--store", str(store.root), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert f"left to train: about {expect / 3600:.1f} h of one process for 3 runs (" in out
+    assert out.rstrip().endswith("; 4 more with no finished run to time them by")
