@@ -143,7 +143,9 @@ def _time_left_text(left: dict[str, Any]) -> str:
     """``Study.time_left`` in one line (empty when nothing is left to train)."""
     if not left["runs"] and not left["untimed"]:
         return ""
-    text = (f"left to train: about {left['seconds'] / 3600:.1f} h of one process for {left['runs']} run"
+    from kdnb.study import duration
+
+    text = (f"left to train: about {duration(left['seconds'])} of one process for {left['runs']} run"
             f"{'' if left['runs'] == 1 else 's'} (the median wall time of this grid's finished runs of the same "
             "method, student and condition, on the machines that made them; interrupted runs counted whole)")
     if left["untimed"]:

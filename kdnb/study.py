@@ -38,6 +38,14 @@ EXECUTORS = ("local", "slurm")
 Reader = Callable[[str], "dict[str, Any] | None"]  # run id -> its record, or None
 
 
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``3.1 h`` (empty for NaN or None)."""
+    if seconds is None or pd.isna(seconds):
+        return ""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
 def check_bf16(precision: str, device: str | None, allow_emulated: bool = False) -> None:
     """Refuse bf16 on a CPU that lacks native bf16 (no AMX or AVX-512 BF16) unless allowed.
 
@@ -330,7 +338,12 @@ class Study:
         p = self.params
         if len(self.missing()):
             check_bf16(p.precision, p.device, allow_emulated_bf16)
-        log.info("study %s/%s: %d of %d runs to train", p.profile, p.section, len(self.missing()), len(self.status()))
+        status = self.status()
+        left = self.time_left(status)
+        log.info("study %s/%s: %d of %d runs to train%s", p.profile, p.section, len(self.missing()), len(status),
+                 f" (about {duration(left['seconds'])} of one process for the {left['runs']} timed by finished runs "
+                 "of their method; kdnb study --status says how)" if left["runs"] else "")
+
         def locked(cfg: RunConfig) -> bool:  # trained here, or left to the process that holds its lock
             return train_run(cfg, self.store, p.device, progress, p.data_root, retry_failed=retry_failed,
                              retrain_stale=retrain_stale)["status"] == "locked"

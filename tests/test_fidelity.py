@@ -14,7 +14,7 @@ import kdnb
 from kdnb import cli
 from kdnb.config import ConfigError, RunConfig
 from kdnb.store import Store
-from kdnb.study import Params, Study
+from kdnb.study import Params, Study, duration
 from kdnb.train import train_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,5 +199,5 @@ def test_time_left_times_each_missing_run_by_its_finished_peers(tmp_path, capsys
     capsys.readouterr()
     assert cli.main(["study", str(path), "--store", str(store.root), "--status"]) == 0
     out = capsys.readouterr().out
-    assert f"left to train: about {expect / 3600:.1f} h of one process for 3 runs (" in out
+    assert f"left to train: about {duration(expect)} of one process for 3 runs (" in out
     assert out.rstrip().endswith("; 4 more with no finished run to time them by")

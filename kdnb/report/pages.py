@@ -43,10 +43,10 @@ from kdnb.report.analysis import (
     wide,
 )
 from kdnb.report.grids import PARAM_KEYS, load_grids, load_params_file, params_from, section_files  # noqa: F401
-from kdnb.report.tables import duration
 from kdnb.study import (
     Params,
     Study,
+    duration,
     teacher_grids,
     transfer_path,
 )

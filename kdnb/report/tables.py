@@ -22,6 +22,7 @@ from kdnb.report.analysis import (
     regime_label,
     wide,
 )
+from kdnb.study import duration
 
 NOT_RUN = "not run"
 NOT_IN_PAPER = "not in paper"
@@ -44,14 +45,6 @@ def finish(styler: Styler, caption: str = "", wrap: bool = False, styles: Sequen
 def plain(text: pd.DataFrame, caption: str = "") -> Styler:
     """A table of text (wrapped, left-aligned), without its index."""
     return finish(text.style.hide(axis="index"), caption, wrap=True)
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``12 min`` or ``3.1 h``."""
-    if pd.isna(seconds):
-        return ""
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
-        f"{seconds / 3600:.1f} h"
 
 
 def details(summary: str, table: Styler | str) -> HTML:
