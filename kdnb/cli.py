@@ -147,7 +147,7 @@ def _time_left_text(left: dict[str, Any]) -> str:
 
     text = (f"left to train: about {duration(left['seconds'])} of one process for {left['runs']} run"
             f"{'' if left['runs'] == 1 else 's'} (the median wall time of this grid's finished runs of the same "
-            "method, student and condition, on the machines that made them; interrupted runs counted whole)")
+            "method, student and condition, on the machines that made them; runs under way counted whole)")
     if left["untimed"]:
         text += f"; {left['untimed']} more with no finished run to time them by"
     return text

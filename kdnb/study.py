@@ -288,8 +288,8 @@ class Study:
         """An estimate of the training time the grid's runs still need (those not done, failed or waiting on a
         failed teacher), in seconds of one process: each run timed by the median ``wall_s`` of the grid's
         finished runs of the same role, method, student and data condition, else of the same role, method
-        and student in any condition; on the machines that made those records, an interrupted run counted
-        whole. Returns ``seconds``, ``runs`` (timed) and ``untimed`` (no finished peer to time them by)."""
+        and student in any condition; on the machines that made those records, a run under way or interrupted
+        counted whole. Returns ``seconds``, ``runs`` (timed) and ``untimed`` (no finished peer to time them by)."""
         st = self.status() if status is None else status
         st = st.assign(condition=[f"{n}/{g}" for n, g in zip(st["noise"], st["imbalance"], strict=True)])
         done = st[st["state"].isin(("done", "stale"))]
@@ -336,11 +336,12 @@ class Study:
         from kdnb.train import train_run
 
         p = self.params
-        if len(self.missing()):
-            check_bf16(p.precision, p.device, allow_emulated_bf16)
         status = self.status()
+        n_missing = int((~status["state"].isin(("done", "stale"))).sum())
+        if n_missing:
+            check_bf16(p.precision, p.device, allow_emulated_bf16)
         left = self.time_left(status)
-        log.info("study %s/%s: %d of %d runs to train%s", p.profile, p.section, len(self.missing()), len(status),
+        log.info("study %s/%s: %d of %d runs to train%s", p.profile, p.section, n_missing, len(status),
                  f" (about {duration(left['seconds'])} of one process for the {left['runs']} timed by finished runs "
                  "of their method; kdnb study --status says how)" if left["runs"] else "")
 
