@@ -187,8 +187,8 @@ def explore(url: str, tmp: Path, shot: Path | None = None, wait_s: float = 10) -
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
-def test_section_page_renders(smoke_book, name, tmp_path):
-    page = smoke_book / "_build" / "html" / "book" / f"{name}.html"
+def test_section_page_renders(smoke_book, smoke_html, name, tmp_path):
+    page = smoke_html / "book" / f"{name}.html"
     assert page.is_file(), page
     dom = chromium(page.as_uri(), tmp_path, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -209,11 +209,11 @@ def test_section_page_renders(smoke_book, name, tmp_path):
 
 
 @pytest.mark.parametrize("name", EXPLORER_PAGES)
-def test_explorer_responds_offline(smoke_book, name, tmp_path):
+def test_explorer_responds_offline(smoke_book, smoke_html, name, tmp_path):
     """Every dropdown of the page's explorer, changed with the keyboard, changes the view to one that names
     the new choice: the views are precomputed and switched in the browser, with no kernel and no network.
     (A frozen snapshot, such as an ``interact`` saved at execution time, keeps showing the old view.)"""
-    page = smoke_book / "_build" / "html" / "book" / f"{name}.html"
+    page = smoke_html / "book" / f"{name}.html"
     shots = smoke_book / "build" / "shots"
     shots.mkdir(parents=True, exist_ok=True)
     changes = explore(page.as_uri(), tmp_path, shot=shots / f"{name}-explorer.png")

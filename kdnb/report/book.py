@@ -431,12 +431,15 @@ def trains(pdir: Path, root: Path) -> bool:
 
 
 def build_book(profile: str = "mini", train: bool = True, only: list[str] | None = None, build: bool = True,
-               root: str | os.PathLike | None = None, cell_timeout: int | None = None) -> int:
+               root: str | os.PathLike | None = None, cell_timeout: int | None = None,
+               out: str | os.PathLike | None = None) -> int:
     """Execute the notebooks of a profile (``only``: some of them; ``auto``: each results page from the most
     faithful profile that holds it, see ``auto_params``) and build the HTML book of the checkout ``root``
     (default: the working directory).
 
-    ``cell_timeout`` is the limit in seconds per notebook cell (0: none). By default a build that
+    The HTML lands in ``<out>/_build/html`` (default ``out``: the checkout; the tests build the smoke book
+    elsewhere, so that they never replace the book a reader built). ``cell_timeout`` is the limit in seconds
+    per notebook cell (0: none). By default a build that
     trains nothing (``train`` False, or every run of the profile stored) gets DEFAULT_CELL_TIMEOUT,
     and one that trains gets no limit: a single cell trains a page's whole grid (minutes for smoke,
     hours for mini, days for paper), so any limit short enough to end a hang would stop real work.
@@ -471,7 +474,7 @@ def build_book(profile: str = "mini", train: bool = True, only: list[str] | None
         for f in failures:
             _say(f"  {f}")
         return 1
-    return _build_site(profile, executed, root, html) if build else 0
+    return _build_site(profile, executed, root, html, Path(out).resolve() if out is not None else root) if build else 0
 
 
 def _arguments_problem(root: Path, pdir: Path, cell_timeout: int | None) -> str | None:
@@ -506,17 +509,18 @@ def _execute_all(names: list[str], dirs: dict[str, Path], executed: Path, train:
     return failures
 
 
-def _build_site(profile: str, executed: Path, root: Path, html: str | None = None) -> int:
-    """Assemble the executed notebooks with the book's pages (``html``: their banner) and run Jupyter Book."""
+def _build_site(profile: str, executed: Path, root: Path, html: str | None, out: Path) -> int:
+    """Assemble the executed notebooks with the book's pages (``html``: their banner) and run Jupyter Book,
+    whose HTML lands in ``out/_build/html``."""
     try:
         assemble(profile, executed, root / "build" / "site", root, html)
     except FileNotFoundError as err:
         _say(f"error: {err}")
         return 1
     t0 = time.perf_counter()
-    rc = jupyter_book(root / "build" / "site", root)
+    rc = jupyter_book(root / "build" / "site", out)
     if rc:
         _say(f"jupyter-book build failed (exit {rc}); see the warnings above")
         return 1
-    _say(f"built the {profile} book in {time.perf_counter() - t0:.0f} s: {root / '_build' / 'html' / 'index.html'}")
+    _say(f"built the {profile} book in {time.perf_counter() - t0:.0f} s: {out / '_build' / 'html' / 'index.html'}")
     return 0
